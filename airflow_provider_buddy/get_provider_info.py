@@ -1,0 +1,26 @@
+"""Provider metadata for Airflow's ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_buddy import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What Airflow's providers manager reads: connection types, hooks, operators, sensors, triggers, links."""
+    return {
+        "package-name": "airflow-provider-buddy",
+        "name": "Buddy.Works",
+        "description": "Run and wait on Buddy.Works pipelines and GoRules BRMS deployment runs from Airflow.",
+        "versions": [__version__],
+        "connection-types": [
+            {"connection-type": "buddy", "hook-class-name": "airflow_provider_buddy.hooks.buddy.BuddyHook"},
+        ],
+        "integrations": [
+            {"integration-name": "Buddy.Works", "external-doc-url": "https://buddy.works/docs/api", "tags": ["software"]},
+        ],
+        "hooks": [
+            {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.hooks.buddy"]},
+        ],
+    }

@@ -1,0 +1,473 @@
+"""``BuddyHook``: the Buddy.Works API, sync and async, with retries and typed models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+from airflow.sdk import BaseHook
+
+from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyError, BuddyNotFoundError
+from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
+from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
+from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi, Page
+from airflow_provider_buddy.models.buddy import (
+    ActionExecution,
+    Execution,
+    Pipeline,
+    RunPipelineRequest,
+    Variable,
+    Workspace,
+    variables_from,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+T = TypeVar("T")
+
+DEFAULT_API_URL = "https://api.buddy.works"
+LOG_PAGE_LIMIT = 1000
+
+
+def buddy_settings(conn: Connection) -> ClientSettings:
+    """
+    Read a ``buddy`` connection; raises :class:`BuddyConfigurationError` naming the field that is wrong.
+
+    :param conn: the Airflow connection.
+    """
+    try:
+        return settings_from_connection(
+            conn_id=conn.conn_id,
+            host=conn.host,
+            port=conn.port,
+            token=conn.password,
+            account=conn.login,
+            extra=conn.extra,
+            default_url=DEFAULT_API_URL,
+            account_label=None,
+        )
+    except ValueError as exc:
+        raise BuddyConfigurationError(str(exc)) from None
+
+
+class BuddyHook(BaseHook):
+    """
+    Talks to the Buddy.Works REST API. Every method has an async twin prefixed ``a``.
+
+    Connection fields: host = API URL (empty means ``https://api.buddy.works``; EU, Asia and
+    on-premises ``https://HOST/api`` URLs work), login = workspace, password = personal access token,
+    extra = ``{"timeout": 30, "verify": true, "max_retries": 5}``.
+
+    :param buddy_conn_id: the Airflow connection to use.
+    :param settings: ready settings, bypassing the connection lookup (used by triggers that already
+        read the connection asynchronously).
+    :param async_client: a shared ``httpx.AsyncClient`` to use instead of the hook's own.
+    """
+
+    conn_name_attr = "buddy_conn_id"
+    default_conn_name = "buddy_default"
+    conn_type = "buddy"
+    hook_name = "Buddy.Works"
+
+    def __init__(
+        self,
+        buddy_conn_id: str = default_conn_name,
+        *,
+        settings: ClientSettings | None = None,
+        async_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__()
+        self.buddy_conn_id = buddy_conn_id
+        self._settings = settings
+        self._core: HttpCore | None = None
+        self._client: httpx.Client | None = None
+        self._aclient = async_client
+        self._owns_aclient = async_client is None
+
+    def __repr__(self) -> str:
+        return f"BuddyHook(buddy_conn_id={self.buddy_conn_id!r})"
+
+    # ---- the Airflow connection form ---------------------------------------------------------
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hide the fields Buddy does not use and name the others as Buddy does."""
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "API URL", "login": "Workspace", "password": "Personal access token"},
+            "placeholders": {
+                "host": DEFAULT_API_URL,
+                "login": "my-workspace (the workspace's URL handle)",
+                "extra": '{"timeout": 30, "verify": true, "max_retries": 5}',
+            },
+        }
+
+    # ---- settings and clients ----------------------------------------------------------------
+    @property
+    def settings(self) -> ClientSettings:
+        """The connection's settings, read once."""
+        if self._settings is None:
+            self._settings = buddy_settings(self.get_connection(self.buddy_conn_id))
+        return self._settings
+
+    async def asettings(self) -> ClientSettings:
+        """The connection's settings, read once without blocking the event loop."""
+        if self._settings is None:
+            self._settings = buddy_settings(await self.aget_connection(self.buddy_conn_id))
+        return self._settings
+
+    def _http(self, settings: ClientSettings) -> HttpCore:
+        if self._core is None:
+            self._core = HttpCore(settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS, logger=self.log)
+        return self._core
+
+    @property
+    def api(self) -> BuddyApi:
+        """Request builders bound to the connection's workspace."""
+        return BuddyApi(self.settings.account)
+
+    async def _aapi(self) -> BuddyApi:
+        return BuddyApi((await self.asettings()).account)
+
+    def get_conn(self) -> httpx.Client:
+        """The hook's pooled sync client."""
+        if self._client is None:
+            self._client = httpx.Client(**self._http(self.settings).client_kwargs())
+        return self._client
+
+    async def aget_conn(self) -> httpx.AsyncClient:
+        """The hook's (or the shared) pooled async client."""
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(**self._http(await self.asettings()).client_kwargs())
+        return self._aclient
+
+    def close(self) -> None:
+        """Close the sync client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the async client, unless it is a shared one."""
+        if self._aclient is not None and self._owns_aclient:
+            await self._aclient.aclose()
+        if self._owns_aclient:
+            self._aclient = None
+
+    def call(self, call: ApiCall[T]) -> T:
+        """Send one described call (sync)."""
+        return self._http(self.settings).send(self.get_conn(), call)
+
+    async def acall(self, call: ApiCall[T]) -> T:
+        """Send one described call (async)."""
+        settings = await self.asettings()
+        return await self._http(settings).asend(await self.aget_conn(), call)
+
+    # ---- the UI's Test button ----------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the URL, the token and the workspace with one read."""
+        try:
+            workspace = self.get_workspace()
+        except BuddyError as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        name = workspace.name or workspace.domain or self.settings.account
+        return True, f"Connected to Buddy workspace {name!r} at {self.settings.base_url}"
+
+    # ---- workspace -----------------------------------------------------------------------------
+    def get_workspace(self, workspace: str | None = None) -> Workspace:
+        """The workspace (the connection's by default)."""
+        return self.call(self.api.get_workspace(workspace))
+
+    async def aget_workspace(self, workspace: str | None = None) -> Workspace:
+        """Async :meth:`get_workspace`."""
+        return await self.acall((await self._aapi()).get_workspace(workspace))
+
+    # ---- executions ----------------------------------------------------------------------------
+    def run_pipeline(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        request: RunPipelineRequest | Mapping[str, Any] | None = None,
+        *,
+        workspace: str | None = None,
+    ) -> Execution:
+        """
+        Start a run. The POST is never sent twice once it may have reached Buddy.
+
+        :param project_name: the project's name id.
+        :param pipeline_id: the pipeline's numeric id.
+        :param request: the run's options (a :class:`RunPipelineRequest` or its keyword dict).
+        :param workspace: overrides the connection's workspace.
+        """
+        return self.call(self.api.run_pipeline(workspace, project_name, pipeline_id, _run_request(request)))
+
+    async def arun_pipeline(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        request: RunPipelineRequest | Mapping[str, Any] | None = None,
+        *,
+        workspace: str | None = None,
+    ) -> Execution:
+        """Async :meth:`run_pipeline`."""
+        call = (await self._aapi()).run_pipeline(workspace, project_name, pipeline_id, _run_request(request))
+        return await self.acall(call)
+
+    def get_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """One execution, with its action executions."""
+        return self.call(self.api.get_execution(workspace, project_name, pipeline_id, execution_id))
+
+    async def aget_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """Async :meth:`get_execution`."""
+        return await self.acall((await self._aapi()).get_execution(workspace, project_name, pipeline_id, execution_id))
+
+    def list_executions(
+        self, project_name: str, pipeline_id: int, *, workspace: str | None = None, per_page: int = 20, max_items: int | None = None
+    ) -> list[Execution]:
+        """
+        The pipeline's executions, newest first, walking pages.
+
+        :param max_items: stop after this many (None walks every page).
+        """
+        api, found, page = self.api, [], 1
+        while True:
+            result: Page = self.call(api.list_executions_page(workspace, project_name, pipeline_id, page, per_page))
+            found.extend(result.items)
+            if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
+                return found[:max_items] if max_items is not None else found
+            page += 1
+
+    async def alist_executions(
+        self, project_name: str, pipeline_id: int, *, workspace: str | None = None, per_page: int = 20, max_items: int | None = None
+    ) -> list[Execution]:
+        """Async :meth:`list_executions`."""
+        api, found, page = await self._aapi(), [], 1
+        while True:
+            result: Page = await self.acall(api.list_executions_page(workspace, project_name, pipeline_id, page, per_page))
+            found.extend(result.items)
+            if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
+                return found[:max_items] if max_items is not None else found
+            page += 1
+
+    def cancel_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """Cancel (``CANCEL``) an execution."""
+        return self.call(self.api.cancel_execution(workspace, project_name, pipeline_id, execution_id))
+
+    async def acancel_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """Async :meth:`cancel_execution`."""
+        return await self.acall((await self._aapi()).cancel_execution(workspace, project_name, pipeline_id, execution_id))
+
+    def retry_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """Retry (``RETRY``) a failed or cancelled execution."""
+        return self.call(self.api.retry_execution(workspace, project_name, pipeline_id, execution_id))
+
+    async def aretry_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """Async :meth:`retry_execution`."""
+        return await self.acall((await self._aapi()).retry_execution(workspace, project_name, pipeline_id, execution_id))
+
+    def approve_execution(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        variables: Mapping[str, Any] | Sequence[Any] | None = None,
+        action_execution_id: str | int | None = None,
+        *,
+        workspace: str | None = None,
+    ) -> Execution:
+        """
+        Approve a waiting execution: ``APPLY``, or ``APPLY_VARIABLES`` when variables are given.
+
+        :param variables: answers to a "pass arguments" prompt (dict or list of variables).
+        :param action_execution_id: the waiting action execution, sent as ``approve_action_id``.
+        """
+        call = self.api.approve_execution(workspace, project_name, pipeline_id, execution_id, _variables(variables), action_execution_id)
+        return self.call(call)
+
+    async def aapprove_execution(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        variables: Mapping[str, Any] | Sequence[Any] | None = None,
+        action_execution_id: str | int | None = None,
+        *,
+        workspace: str | None = None,
+    ) -> Execution:
+        """Async :meth:`approve_execution`."""
+        api = await self._aapi()
+        call = api.approve_execution(workspace, project_name, pipeline_id, execution_id, _variables(variables), action_execution_id)
+        return await self.acall(call)
+
+    def get_action_execution(
+        self, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str, *, workspace: str | None = None
+    ) -> ActionExecution:
+        """One action execution, with its details (error message, variables, approval)."""
+        return self.call(self.api.get_action_execution(workspace, project_name, pipeline_id, execution_id, action_execution_id))
+
+    async def aget_action_execution(
+        self, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str, *, workspace: str | None = None
+    ) -> ActionExecution:
+        """Async :meth:`get_action_execution`."""
+        api = await self._aapi()
+        return await self.acall(api.get_action_execution(workspace, project_name, pipeline_id, execution_id, action_execution_id))
+
+    def get_action_execution_logs(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        action_execution_id: str,
+        *,
+        tail: int | None = None,
+        workspace: str | None = None,
+    ) -> list[str]:
+        """
+        An action execution's log lines.
+
+        :param tail: only the last ``tail`` lines (two small requests instead of the whole log).
+        """
+        api = self.api
+
+        def page(offset: int, limit: int) -> Any:
+            return self.call(api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit))
+
+        offset = 0
+        if tail is not None:
+            offset = max(0, page(0, 1).total_element_count - tail)
+        lines: list[str] = []
+        while True:
+            chunk = page(offset, LOG_PAGE_LIMIT)
+            lines.extend(chunk.logs)
+            offset += len(chunk.logs)
+            if not chunk.logs or offset >= chunk.total_element_count:
+                return lines[-tail:] if tail else lines
+
+    async def aget_action_execution_logs(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        action_execution_id: str,
+        *,
+        tail: int | None = None,
+        workspace: str | None = None,
+    ) -> list[str]:
+        """Async :meth:`get_action_execution_logs`."""
+        api = await self._aapi()
+
+        async def page(offset: int, limit: int) -> Any:
+            return await self.acall(api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit))
+
+        offset = 0
+        if tail is not None:
+            offset = max(0, (await page(0, 1)).total_element_count - tail)
+        lines: list[str] = []
+        while True:
+            chunk = await page(offset, LOG_PAGE_LIMIT)
+            lines.extend(chunk.logs)
+            offset += len(chunk.logs)
+            if not chunk.logs or offset >= chunk.total_element_count:
+                return lines[-tail:] if tail else lines
+
+    # ---- pipelines -----------------------------------------------------------------------------
+    def get_pipeline(self, project_name: str, pipeline_id: int, *, workspace: str | None = None) -> Pipeline:
+        """One pipeline."""
+        return self.call(self.api.get_pipeline(workspace, project_name, pipeline_id))
+
+    async def aget_pipeline(self, project_name: str, pipeline_id: int, *, workspace: str | None = None) -> Pipeline:
+        """Async :meth:`get_pipeline`."""
+        return await self.acall((await self._aapi()).get_pipeline(workspace, project_name, pipeline_id))
+
+    def list_pipelines(self, project_name: str, *, workspace: str | None = None, per_page: int = 50) -> list[Pipeline]:
+        """Every pipeline of the project, walking pages."""
+        api, found, page = self.api, [], 1
+        while True:
+            result: Page = self.call(api.list_pipelines_page(workspace, project_name, page, per_page))
+            found.extend(result.items)
+            if not result.more or not result.items:
+                return found
+            page += 1
+
+    async def alist_pipelines(self, project_name: str, *, workspace: str | None = None, per_page: int = 50) -> list[Pipeline]:
+        """Async :meth:`list_pipelines`."""
+        api, found, page = await self._aapi(), [], 1
+        while True:
+            result: Page = await self.acall(api.list_pipelines_page(workspace, project_name, page, per_page))
+            found.extend(result.items)
+            if not result.more or not result.items:
+                return found
+            page += 1
+
+    def find_pipeline(self, project_name: str, id_or_identifier_or_name: int | str, *, workspace: str | None = None) -> Pipeline:
+        """
+        A pipeline by numeric id, identifier or name (the API has no lookup by identifier: it lists and matches).
+
+        :param id_or_identifier_or_name: an int id, a digit string, an identifier or an exact name.
+        """
+        pipeline_id = _as_pipeline_id(id_or_identifier_or_name)
+        if pipeline_id is not None:
+            return self.get_pipeline(project_name, pipeline_id, workspace=workspace)
+        return _match_pipeline(self.list_pipelines(project_name, workspace=workspace), str(id_or_identifier_or_name), project_name)
+
+    async def afind_pipeline(self, project_name: str, id_or_identifier_or_name: int | str, *, workspace: str | None = None) -> Pipeline:
+        """Async :meth:`find_pipeline`."""
+        pipeline_id = _as_pipeline_id(id_or_identifier_or_name)
+        if pipeline_id is not None:
+            return await self.aget_pipeline(project_name, pipeline_id, workspace=workspace)
+        pipelines = await self.alist_pipelines(project_name, workspace=workspace)
+        return _match_pipeline(pipelines, str(id_or_identifier_or_name), project_name)
+
+    def clear_pipeline_cache(self, project_name: str, pipeline_id: int, *, workspace: str | None = None) -> Pipeline:
+        """Clear every action cache of the pipeline."""
+        return self.call(self.api.clear_pipeline_cache(workspace, project_name, pipeline_id))
+
+    async def aclear_pipeline_cache(self, project_name: str, pipeline_id: int, *, workspace: str | None = None) -> Pipeline:
+        """Async :meth:`clear_pipeline_cache`."""
+        return await self.acall((await self._aapi()).clear_pipeline_cache(workspace, project_name, pipeline_id))
+
+
+def _run_request(request: RunPipelineRequest | Mapping[str, Any] | None) -> RunPipelineRequest:
+    if request is None:
+        return RunPipelineRequest()
+    if isinstance(request, RunPipelineRequest):
+        return request
+    return RunPipelineRequest(**dict(request))
+
+
+def _variables(variables: Mapping[str, Any] | Sequence[Any] | None) -> list[Variable] | None:
+    found = variables_from(variables)
+    return found or None
+
+
+def _as_pipeline_id(value: int | str) -> int | None:
+    if isinstance(value, bool):
+        raise BuddyConfigurationError(f"pipeline_id must be an int id or a pipeline identifier/name, got {value!r}")
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if not text:
+        raise BuddyConfigurationError("pipeline_id must not be empty")
+    return int(text) if text.isdigit() else None
+
+
+def _match_pipeline(pipelines: list[Pipeline], wanted: str, project_name: str) -> Pipeline:
+    for pipeline in pipelines:
+        if pipeline.identifier == wanted:
+            return pipeline
+    named = [p for p in pipelines if p.name == wanted]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise BuddyConfigurationError(
+            f"pipeline_id {wanted!r}: {len(named)} pipelines in project {project_name!r} have that name "
+            f"(ids {[p.id for p in named]}); use the numeric id or the identifier"
+        )
+    known = ", ".join(sorted(f"{p.identifier or p.id} ({p.name})" for p in pipelines)) or "none"
+    raise BuddyNotFoundError(
+        f"pipeline_id {wanted!r}: no pipeline in project {project_name!r} has that identifier or name. Pipelines there: {known}",
+        resource="pipeline",
+    )
