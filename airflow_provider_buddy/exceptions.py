@@ -181,3 +181,41 @@ class GoRulesResponseError(GoRulesError):
     """GoRules answered with a body this provider cannot read."""
 
     kind = ErrorKind.RESPONSE
+
+
+class BuddyExecutionError(BuddyError):
+    """
+    A Buddy execution ended in a way the task must fail for.
+
+    :param execution_id: the execution.
+    :param html_url: its page in Buddy.
+    :param execution_status: its last status.
+    """
+
+    kind = ErrorKind.CLIENT
+
+    def __init__(self, message: str, *, execution_id: int | None = None, html_url: str | None = None, execution_status: str | None = None) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.html_url = html_url
+        self.execution_status = execution_status
+
+
+class BuddyExecutionFailedError(BuddyExecutionError):
+    """The execution FAILED; the message names the failed action, its error and its last log lines."""
+
+
+class BuddyExecutionCancelledError(BuddyExecutionError):
+    """The execution was TERMINATED (cancelled)."""
+
+
+class BuddyExecutionSkippedError(BuddyExecutionError):
+    """The execution was SKIPPED (superseded) and ``skipped_is_success`` is off."""
+
+
+class BuddyApprovalRequiredError(BuddyExecutionError):
+    """The execution stopped for a person and the policy says fail (or cannot answer it)."""
+
+
+class BuddyWaitTimeoutError(BuddyExecutionError):
+    """The wait passed its deadline."""

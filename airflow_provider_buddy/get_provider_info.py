@@ -23,4 +23,14 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.hooks.buddy"]},
         ],
+        "operators": [
+            {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.operators.buddy"]},
+        ],
+        "sensors": [
+            {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.sensors.buddy"]},
+        ],
+        "triggers": [
+            {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.triggers.buddy"]},
+        ],
+        "extra-links": ["airflow_provider_buddy.links.BuddyExecutionLink"],
     }

@@ -1,0 +1,554 @@
+"""Operators for Buddy.Works: run a pipeline, cancel / retry / approve an execution, clear a cache.
+
+Each is safe under Airflow's retries, kills and timeouts: a retried run task re-attaches to the run
+its earlier try started instead of starting another, and a killed or timed-out task cancels its run
+unless ``cancel_on_kill=False``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from pydantic import ValidationError
+
+from airflow_provider_buddy.exceptions import (
+    BuddyApiError,
+    BuddyConnectionError,
+    BuddyError,
+    BuddyResponseError,
+)
+from airflow_provider_buddy.hooks.buddy import BuddyHook
+from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
+from airflow_provider_buddy.models.buddy import Execution, RunPipelineRequest, Variable, variables_from
+from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
+from airflow_provider_buddy.models.validation import describe_validation_error
+from airflow_provider_buddy.operators.reattach import SEARCH_DEPTH, marked_comment, task_marker
+from airflow_provider_buddy.params import (
+    check_positive_int,
+    default_deferrable,
+    is_template,
+    non_empty,
+    pipeline_ref,
+    positive_int,
+    positive_seconds,
+)
+from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, summary_from_event
+from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy, describe_execution
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_PRIORITIES = ("LOW", "NORMAL", "HIGH")
+_TIMEOUT_MARGIN = 5.0
+
+
+def _mask(variables: Sequence[Variable]) -> None:
+    """Register encrypted values with Airflow's secrets masker (logs, rendered fields)."""
+    secrets = [v.value for v in variables if v.encrypted and v.value]
+    if not secrets:
+        return
+    from airflow.sdk.log import mask_secret
+
+    for value in secrets:
+        mask_secret(value)
+
+
+class BuddyBaseOperator(BaseOperator):
+    """
+    What every Buddy operator shares: connection, workspace, project, pipeline.
+
+    :param project_name: the project's name id (templated).
+    :param pipeline_id: an int id, or a string that is the pipeline's identifier or name (resolved
+        once through ``find_pipeline``) (templated).
+    :param workspace: overrides the connection's workspace (templated).
+    :param buddy_conn_id: the Airflow connection.
+    """
+
+    ui_color = "#1a86fd"
+
+    def __init__(
+        self,
+        *,
+        project_name: str,
+        pipeline_id: int | str,
+        workspace: str | None = None,
+        buddy_conn_id: str = BuddyHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_name = project_name
+        self.pipeline_id = pipeline_id
+        self.workspace = workspace
+        self.buddy_conn_id = buddy_conn_id
+        non_empty(project_name, "project_name")
+        if not is_template(pipeline_id):
+            pipeline_ref(pipeline_id)
+        if workspace is not None:
+            non_empty(workspace, "workspace")
+        self._resolved_pipeline_id: int | None = None
+
+    @cached_property
+    def hook(self) -> BuddyHook:
+        """The Buddy hook."""
+        return BuddyHook(self.buddy_conn_id)
+
+    def resolve_pipeline_id(self) -> int:
+        """The numeric pipeline id: looked up once by identifier or name when a string was given."""
+        if self._resolved_pipeline_id is None:
+            ref = pipeline_ref(self.pipeline_id)
+            if isinstance(ref, int):
+                self._resolved_pipeline_id = ref
+            else:
+                pipeline = self.hook.find_pipeline(self.project_name, ref, workspace=self.workspace)
+                self.log.info("Pipeline %r is pipeline %s (%s)", ref, pipeline.id, pipeline.name)
+                self._resolved_pipeline_id = pipeline.id
+        return self._resolved_pipeline_id
+
+
+class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
+    """An operator that may wait on the execution it acts on (run, retry)."""
+
+    operator_extra_links = (BuddyExecutionLink(),)
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        on_approval: str = "wait",
+        approval_variables: Any = None,
+        cancel_on_kill: bool = True,
+        skipped_is_success: bool = False,
+        log_tail_lines: int = DEFAULT_LOG_TAIL,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.on_approval = ApprovalPolicy.parse(on_approval).value
+        self.approval_variables = approval_variables
+        if not is_template(approval_variables):
+            approval_variables_of(approval_variables)
+        self.cancel_on_kill = cancel_on_kill
+        self.skipped_is_success = skipped_is_success
+        if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
+            raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
+        self.log_tail_lines = log_tail_lines
+        self._execution_id: int | None = None
+
+    def _started(self, context: Context, execution: Execution) -> None:
+        """Record the execution at once, before any waiting: XCom and the extra link."""
+        self._execution_id = execution.id
+        ti = context["ti"]
+        ti.xcom_push(key=EXECUTION_ID_KEY, value=execution.id)
+        BuddyExecutionLink.persist(context, execution.html_url)
+
+    def _deadline(self, context: Context) -> float | None:
+        """When the task's ``execution_timeout`` runs out (epoch seconds), a little early so we cancel first."""
+        if self.execution_timeout is None:
+            return None
+        ti = context["ti"]
+        started = getattr(ti, "start_date", None)
+        begin = started.timestamp() if isinstance(started, datetime) else time.time()
+        seconds = self.execution_timeout.total_seconds()
+        return begin + seconds - min(_TIMEOUT_MARGIN, seconds * 0.05)
+
+    def _wait(self, context: Context, pipeline_id: int, execution: Execution) -> Any:
+        """Wait in the chosen mode; returns the summary."""
+        if self.deferrable:
+            payload = self.poll_once(pipeline_id, execution.id, set())
+            if payload is not None:
+                return self.finish_wait(context, payload, pipeline_id=pipeline_id)
+            self.defer_wait(
+                pipeline_id,
+                execution.id,
+                self.poll_interval,
+                end_time=self._deadline(context),
+                cancel_on_timeout=self.cancel_on_kill,
+            )
+        return self.wait_sync(context, pipeline_id, execution.id, self.poll_interval)
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any],
+        pipeline_id: int | None = None,
+        approved: list[str] | None = None,
+        poll_interval: float | None = None,
+        end_time: float | None = None,
+        cancel_on_timeout: bool = False,
+    ) -> Any:
+        """Called when the trigger fires; returns the execution id (the summary goes to XCom ``summary``)."""
+        self._execution_id = event.get("execution_id")
+        summary = self.finish_wait(
+            context,
+            event,
+            pipeline_id=pipeline_id if pipeline_id is not None else self.resolve_pipeline_id(),
+            approved=approved or (),
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_timeout=cancel_on_timeout,
+        )
+        context["ti"].xcom_push(key="summary", value=summary)
+        return event.get("execution_id")
+
+    def on_kill(self) -> None:
+        """The task was killed or timed out on the worker: cancel the execution if still going (unless told not to)."""
+        execution_id = self._execution_id
+        if execution_id is None:
+            return
+        if not self.cancel_on_kill:
+            self.log.info("Task killed; Buddy execution %s left going (cancel_on_kill=False)", execution_id)
+            return
+        try:
+            pipeline_id = self.resolve_pipeline_id()
+            current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+            if current.is_finished:
+                self.log.info("Task killed; %s had already ended (%s)", describe_execution(current), current.status)
+                return
+            cancelled = self.hook.cancel_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+            self.log.warning("Task killed or timed out: cancelled %s", describe_execution(cancelled))
+        except BuddyError as exc:
+            self.log.error("Task killed, but cancelling Buddy execution %s failed: %s", execution_id, exc)
+
+
+class BuddyRunPipelineOperator(_WaitingOperator):
+    """
+    Runs a Buddy pipeline and (by default) waits for the run to end, in the worker or deferred.
+
+    Pushes XCom ``execution_id`` and ``html_url`` right after the run starts, before any waiting,
+    and returns the execution id; the wait's summary (status, link, outputted variables) goes to
+    XCom ``summary``. A retried task re-attaches to the run its earlier try started (the run's
+    comment carries a marker of the task instance) instead of starting a second one.
+
+    :param branch: run on this branch (templated; at most one of branch, tag, pull_request).
+    :param tag: run on this tag (templated).
+    :param pull_request: run on this pull request (templated).
+    :param revision: the commit to run, sent as ``to_revision`` (templated).
+    :param from_revision: the commit the changeset starts from (templated).
+    :param comment: the run's comment (templated); a re-attach marker is appended.
+    :param refresh: deploy from scratch.
+    :param clear_cache: clear the pipeline's cache before running.
+    :param priority: ``LOW``, ``NORMAL`` or ``HIGH``.
+    :param variables: a ``{key: value}`` dict or a list of ``{key, value, encrypted}`` (templated);
+        encrypted values are masked in logs and rendered fields.
+    :param actions_to_run: only run these action ids.
+    :param environment: the environment to run in (templated).
+    :param package_version: ``name:version`` of a package to deploy (templated).
+    :param delay_until: a timezone-aware datetime: the run starts then.
+    :param wait_for_completion: wait for the run to end (else return once it started).
+    :param deferrable: wait in the triggerer, holding no worker slot.
+    :param poll_interval: seconds between status checks.
+    :param on_approval: ``wait``, ``succeed``, ``fail`` or ``approve`` (see the sensor).
+    :param approval_variables: answers for a "pass arguments" prompt with ``on_approval="approve"``.
+    :param reattach_on_retry: on a later try, wait on the run an earlier try started.
+    :param cancel_on_kill: cancel the run when the task is killed or times out.
+    :param skipped_is_success: read a SKIPPED run as success.
+    :param log_tail_lines: how many log lines of a failed action to show.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_name",
+        "pipeline_id",
+        "workspace",
+        "branch",
+        "tag",
+        "pull_request",
+        "revision",
+        "from_revision",
+        "comment",
+        "environment",
+        "package_version",
+        "variables",
+        "approval_variables",
+    )
+
+    def __init__(
+        self,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        pull_request: str | None = None,
+        revision: str | None = None,
+        from_revision: str | None = None,
+        comment: str | None = None,
+        refresh: bool | None = None,
+        clear_cache: bool | None = None,
+        priority: str | None = None,
+        variables: Any = None,
+        actions_to_run: Sequence[int] | None = None,
+        environment: str | None = None,
+        package_version: str | None = None,
+        delay_until: datetime | None = None,
+        reattach_on_retry: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.branch = branch
+        self.tag = tag
+        self.pull_request = pull_request
+        self.revision = revision
+        self.from_revision = from_revision
+        self.comment = comment
+        self.refresh = refresh
+        self.clear_cache = clear_cache
+        self.priority = priority
+        self.variables = variables
+        self.actions_to_run = list(actions_to_run) if actions_to_run is not None else None
+        self.environment = environment
+        self.package_version = package_version
+        self.delay_until = delay_until
+        self.reattach_on_retry = reattach_on_retry
+        self._check_at_parse_time()
+
+    def _check_at_parse_time(self) -> None:
+        refs = [name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None]
+        if len(refs) > 1:
+            raise ValueError(f"give at most one of branch, tag, pull_request (got {' and '.join(refs)})")
+        if self.priority is not None and str(self.priority).upper() not in _PRIORITIES:
+            raise ValueError(f"priority must be one of LOW, NORMAL, HIGH, got {self.priority!r}")
+        if self.actions_to_run is not None:
+            for index, action_id in enumerate(self.actions_to_run):
+                positive_int(action_id, f"actions_to_run[{index}]")
+        if self.delay_until is not None and (
+            not isinstance(self.delay_until, datetime) or self.delay_until.tzinfo is None or self.delay_until.utcoffset() is None
+        ):
+            raise ValueError(f"delay_until must be a timezone-aware datetime, got {self.delay_until!r}")
+        if not is_template(self.variables):
+            try:
+                _mask(variables_from(self.variables))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"variables: {exc}") from None
+        if not any(is_template(getattr(self, name)) for name in self.template_fields):
+            self.build_request(comment=self.comment)
+
+    def build_request(self, *, comment: str | None) -> RunPipelineRequest:
+        """The run request from the (rendered) parameters; a ValueError names the wrong parameter."""
+        variables: list[Variable] = []
+        if self.variables:
+            value = self.variables
+            if isinstance(value, str):
+                raise ValueError(f"variables must render to a dict or a list of {{key, value, encrypted}}, got the string {value!r}")
+            variables = variables_from(value)
+        _mask(variables)
+        try:
+            return RunPipelineRequest(
+                branch=self.branch or None,
+                tag=self.tag or None,
+                pull_request=self.pull_request or None,
+                revision=self.revision or None,
+                from_revision=self.from_revision or None,
+                comment=comment,
+                refresh=self.refresh,
+                clear_cache=self.clear_cache,
+                priority=self.priority.upper() if isinstance(self.priority, str) else self.priority,
+                variables=variables,
+                actions_to_run=self.actions_to_run,
+                environment=self.environment or None,
+                package_version=self.package_version or None,
+                delay_until=self.delay_until,
+            )
+        except ValidationError as exc:
+            raise ValueError(f"{type(self).__name__} {self.task_id!r}: {describe_validation_error(exc)}") from None
+
+    # ---- run -----------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        """Start (or re-attach to) the run, record it, then wait as configured."""
+        marker = task_marker(context)
+        request = self.build_request(comment=marked_comment(self.comment, marker, context))
+        pipeline_id = self.resolve_pipeline_id()
+        ti = context["ti"]
+        execution: Execution | None = None
+        if self.reattach_on_retry and int(getattr(ti, "try_number", 1) or 1) > 1:
+            execution = self.find_marked_run(pipeline_id, marker, include_finished=False)
+            if execution is not None:
+                self.log.info("Re-attaching to %s, started by an earlier try of this task (%s)", describe_execution(execution), execution.status)
+        if execution is None:
+            execution = self._start(pipeline_id, marker, request)
+        self._started(context, execution)
+        if not self.wait_for_completion:
+            return execution.id
+        summary = self._wait(context, pipeline_id, execution)
+        ti.xcom_push(key="summary", value=summary)
+        return execution.id
+
+    def _start(self, pipeline_id: int, marker: str, request: RunPipelineRequest) -> Execution:
+        try:
+            execution = self.hook.run_pipeline(self.project_name, pipeline_id, request, workspace=self.workspace)
+        except (BuddyConnectionError, BuddyResponseError) as exc:
+            # The POST may have reached Buddy: look for the run it would have started before failing.
+            self.log.warning("The run request's answer was lost (%s); looking for the run by its marker", exc)
+            found = self.find_marked_run(pipeline_id, marker, include_finished=True)
+            if found is None:
+                raise
+            self.log.info("Found %s: the run request did reach Buddy", describe_execution(found))
+            return found
+        self.log.info("Started %s (%s)", describe_execution(execution), execution.status)
+        return execution
+
+    def find_marked_run(self, pipeline_id: int, marker: str, *, include_finished: bool) -> Execution | None:
+        """The newest run of this task instance: one still going (or successful), or any when ``include_finished``."""
+        executions = self.hook.list_executions(
+            self.project_name, pipeline_id, workspace=self.workspace, per_page=50, max_items=SEARCH_DEPTH
+        )
+        for execution in executions:
+            if execution.comment and marker in execution.comment:
+                group = execution.status_group
+                if include_finished or not group.finished or group is StatusGroup.SUCCESS:
+                    return execution
+                self.log.info("The earlier try's %s ended %s; starting a new run", describe_execution(execution), execution.status)
+                return None
+        return None
+
+
+class BuddyRetryExecutionOperator(_WaitingOperator):
+    """
+    Retries (``RETRY``) a failed or cancelled execution, and optionally waits for it.
+
+    :param execution_id: the execution (templated: ``"{{ ti.xcom_pull(task_ids='run') }}"`` works).
+    """
+
+    template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "approval_variables")
+
+    def __init__(self, *, execution_id: int | str, wait_for_completion: bool = False, **kwargs: Any) -> None:
+        super().__init__(wait_for_completion=wait_for_completion, **kwargs)
+        self.execution_id = execution_id
+        check_positive_int(execution_id, "execution_id")
+
+    def execute(self, context: Context) -> Any:
+        """Check the execution can be retried, retry it, record it, then wait if asked."""
+        pipeline_id = self.resolve_pipeline_id()
+        execution_id = positive_int(self.execution_id, "execution_id")
+        current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        if current.status_group not in (StatusGroup.FAILURE, StatusGroup.CANCELLED):
+            raise BuddyApiError(
+                f"{describe_execution(current)} cannot be retried: its status is {current.status} "
+                "(only FAILED or TERMINATED executions can be retried)"
+            )
+        execution = self.hook.retry_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        self.log.info("Retried %s (%s)", describe_execution(execution), execution.status)
+        self._started(context, execution)
+        if not self.wait_for_completion:
+            return execution.id
+        summary = self._wait(context, pipeline_id, execution)
+        context["ti"].xcom_push(key="summary", value=summary)
+        return execution.id
+
+
+class BuddyCancelExecutionOperator(BuddyBaseOperator):
+    """
+    Cancels (``CANCEL``) an execution. One that already ended is logged, not an error, unless
+    ``fail_if_finished=True``.
+
+    :param execution_id: the execution (templated).
+    :param fail_if_finished: fail when the execution had already ended.
+    """
+
+    template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id")
+
+    def __init__(self, *, execution_id: int | str, fail_if_finished: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.execution_id = execution_id
+        self.fail_if_finished = fail_if_finished
+        check_positive_int(execution_id, "execution_id")
+
+    def execute(self, context: Context) -> Any:
+        """Cancel unless already ended; returns the execution's summary."""
+        pipeline_id = self.resolve_pipeline_id()
+        execution_id = positive_int(self.execution_id, "execution_id")
+        current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        if not current.is_finished:
+            try:
+                current = self.hook.cancel_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+                self.log.info("Cancelled %s (%s)", describe_execution(current), current.status)
+                return _summary(current)
+            except BuddyApiError:
+                current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+                if not current.is_finished:
+                    raise
+        message = f"{describe_execution(current)} had already ended ({current.status}); nothing to cancel"
+        if self.fail_if_finished:
+            raise BuddyApiError(message + " (fail_if_finished=True)")
+        self.log.info("%s", message)
+        return _summary(current)
+
+
+class BuddyApproveExecutionOperator(BuddyBaseOperator):
+    """
+    Approves a waiting execution: ``APPLY``, or ``APPLY_VARIABLES`` when ``variables`` are given.
+    The waiting action execution is found and sent as ``approve_action_id``.
+
+    :param execution_id: the execution (templated).
+    :param variables: answers for a "pass arguments" prompt (dict or list; templated).
+    """
+
+    template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "variables")
+    operator_extra_links = (BuddyExecutionLink(),)
+
+    def __init__(self, *, execution_id: int | str, variables: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.execution_id = execution_id
+        self.variables = variables
+        check_positive_int(execution_id, "execution_id")
+        if not is_template(variables):
+            _mask(approval_variables_of(variables, "variables"))
+
+    def execute(self, context: Context) -> Any:
+        """Check the execution waits for what we answer, then answer it."""
+        pipeline_id = self.resolve_pipeline_id()
+        execution_id = positive_int(self.execution_id, "execution_id")
+        answers = approval_variables_of(self.variables, "variables")
+        _mask(answers)
+        current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        BuddyExecutionLink.persist(context, current.html_url)
+        kind = current.waits_for
+        if kind is None:
+            raise BuddyApiError(f"{describe_execution(current)} is not waiting for approval: its status is {current.status}")
+        if kind is WaitKind.VARIABLES and not answers:
+            raise ValueError(f"variables: {describe_execution(current)} waits for variables (a 'pass arguments' prompt); give them")
+        if kind is WaitKind.APPROVAL and answers:
+            raise ValueError(f"variables: {describe_execution(current)} waits for a plain approval, not for variables")
+        waiting = current.waiting_action
+        action_id = waiting.action_execution_id if waiting is not None else None
+        execution = self.hook.approve_execution(
+            self.project_name, pipeline_id, execution_id, variables=answers or None, action_execution_id=action_id, workspace=self.workspace
+        )
+        shown = ", ".join(f"{v.key}={v.safe_value()}" for v in answers)
+        self.log.info(
+            "Approved %s at action %r (%s)",
+            describe_execution(execution),
+            waiting.name if waiting is not None else None,
+            f"APPLY_VARIABLES {shown}" if shown else "APPLY",
+        )
+        return _summary(execution)
+
+
+class BuddyClearPipelineCacheOperator(BuddyBaseOperator):
+    """Clears every action cache of a pipeline (``PATCH clear_cache: true``); returns its id and name."""
+
+    template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace")
+
+    def execute(self, context: Context) -> Any:
+        """Clear the cache."""
+        pipeline_id = self.resolve_pipeline_id()
+        pipeline = self.hook.clear_pipeline_cache(self.project_name, pipeline_id, workspace=self.workspace)
+        self.log.info("Cleared the cache of pipeline %s (%s)", pipeline.id, pipeline.name)
+        return {"pipeline_id": pipeline.id, "name": pipeline.name}
+
+
+def _summary(execution: Execution) -> dict[str, Any]:
+    return summary_from_event(
+        {
+            "execution_id": execution.id,
+            "execution_status": execution.status,
+            "html_url": execution.html_url,
+            "outputted_variables": execution.outputted_variables(),
+        }
+    )

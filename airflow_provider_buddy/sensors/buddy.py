@@ -1,0 +1,139 @@
+"""``BuddyExecutionSensor``: wait on a Buddy execution, in poke or deferrable mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.bases.sensor import PokeReturnValue
+
+from airflow_provider_buddy.hooks.buddy import BuddyHook
+from airflow_provider_buddy.links import BuddyExecutionLink
+from airflow_provider_buddy.params import check_positive_int, default_deferrable, is_template, non_empty, positive_int
+from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of
+from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
+    """
+    Waits until a Buddy execution ends — or stops for a person, per ``on_approval``.
+
+    Returns (XCom) ``{"execution_id", "status", "html_url", "outputted_variables"}`` (plus
+    ``waits_for``, ``waiting_action_execution_id``, ``waiting_action_name`` when it ends at a gate).
+    A FAILED execution fails the task with the link, the failed action, its error and the last
+    ``log_tail_lines`` lines of its log; TERMINATED fails as cancelled; SKIPPED fails unless
+    ``skipped_is_success``.
+
+    :param project_name: the project's name id (templated).
+    :param pipeline_id: the pipeline's numeric id (templated).
+    :param execution_id: the execution to wait on (templated: ``"{{ ti.xcom_pull('run') }}"`` works).
+    :param workspace: overrides the connection's workspace (templated).
+    :param buddy_conn_id: the Airflow connection.
+    :param on_approval: ``wait``, ``succeed``, ``fail`` or ``approve`` — what to do when the execution
+        stops for a person.
+    :param approval_variables: answers for a "pass arguments" prompt with ``on_approval="approve"``
+        (dict or list of ``{key, value, encrypted}``; templated).
+    :param skipped_is_success: read a SKIPPED execution as success.
+    :param log_tail_lines: how many log lines of a failed action to show.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("project_name", "pipeline_id", "execution_id", "workspace", "approval_variables")
+    operator_extra_links = (BuddyExecutionLink(),)
+    ui_color = "#1a86fd"
+
+    def __init__(
+        self,
+        *,
+        project_name: str,
+        pipeline_id: int | str,
+        execution_id: int | str,
+        workspace: str | None = None,
+        buddy_conn_id: str = BuddyHook.default_conn_name,
+        on_approval: str = "wait",
+        approval_variables: Any = None,
+        skipped_is_success: bool = False,
+        log_tail_lines: int = DEFAULT_LOG_TAIL,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 30.0)
+        super().__init__(**kwargs)
+        self.project_name = project_name
+        self.pipeline_id = pipeline_id
+        self.execution_id = execution_id
+        self.workspace = workspace
+        self.buddy_conn_id = buddy_conn_id
+        self.on_approval = ApprovalPolicy.parse(on_approval).value
+        self.approval_variables = approval_variables
+        if not is_template(approval_variables):
+            approval_variables_of(approval_variables)
+        self.skipped_is_success = skipped_is_success
+        if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
+            raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
+        self.log_tail_lines = log_tail_lines
+        self.cancel_on_kill = False
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        non_empty(project_name, "project_name")
+        check_positive_int(pipeline_id, "pipeline_id")
+        check_positive_int(execution_id, "execution_id")
+        self._approved: set[str] = set()
+
+    @cached_property
+    def hook(self) -> BuddyHook:
+        """The Buddy hook."""
+        return BuddyHook(self.buddy_conn_id)
+
+    def _ids(self) -> tuple[int, int]:
+        return positive_int(self.pipeline_id, "pipeline_id"), positive_int(self.execution_id, "execution_id")
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One look at the execution (sync hook); approves when the policy says so."""
+        pipeline_id, execution_id = self._ids()
+        payload = self.poll_once(pipeline_id, execution_id, self._approved)
+        if payload is None:
+            return False
+        BuddyExecutionLink.persist(context, payload.get("html_url"))
+        return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload, pipeline_id=pipeline_id))
+
+    def execute(self, context: Context) -> Any:
+        """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
+        if not self.deferrable:
+            return super().execute(context)
+        pipeline_id, execution_id = self._ids()
+        payload = self.poll_once(pipeline_id, execution_id, self._approved)
+        if payload is not None:
+            BuddyExecutionLink.persist(context, payload.get("html_url"))
+            return self.finish_wait(context, payload, pipeline_id=pipeline_id)
+        execution = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        BuddyExecutionLink.persist(context, execution.html_url)
+        end_time = time.time() + float(self.timeout) if self.timeout else None
+        self.defer_wait(pipeline_id, execution_id, float(self.poke_interval), end_time=end_time, approved=sorted(self._approved))
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any],
+        pipeline_id: int | None = None,
+        approved: list[str] | None = None,
+        poll_interval: float | None = None,
+        end_time: float | None = None,
+        cancel_on_timeout: bool = False,
+    ) -> Any:
+        """Called when the trigger fires: the same results as poke mode."""
+        return self.finish_wait(
+            context,
+            event,
+            pipeline_id=pipeline_id if pipeline_id is not None else self._ids()[0],
+            approved=approved or (),
+            poll_interval=poll_interval,
+            end_time=end_time,
+            cancel_on_timeout=cancel_on_timeout,
+        )
+
