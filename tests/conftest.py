@@ -1,0 +1,71 @@
+"""Shared fixtures: a real emulator on 127.0.0.1 and hooks pointed at it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_buddy.hooks._connection import ClientSettings
+from airflow_provider_buddy.hooks.buddy import BuddyHook
+from airflow_provider_buddy.testing import BuddyEmulator
+
+TOKEN = "tok-SECRET-4f1c9a7e"
+WORKSPACE = "acme"
+
+BUILD_ACTIONS = [
+    {"id": 10, "name": "Compile", "type": "BUILD", "duration": 1, "log": ["compiling", "done"]},
+    {"id": 11, "name": "Test", "type": "BUILD", "duration": 1, "outputted_variables": [{"key": "VERSION", "value": "1.2.3"}]},
+]
+
+
+def fast_settings(url: str, token: str = TOKEN, **overrides: object) -> ClientSettings:
+    """Settings with tiny backoffs so retry tests run in milliseconds."""
+    values: dict[str, object] = {
+        "base_url": url,
+        "token": token,
+        "account": WORKSPACE,
+        "timeout": 5.0,
+        "max_retries": 3,
+        "retry_min_wait": 0.01,
+        "retry_max_wait": 0.05,
+        "retry_total_timeout": 20.0,
+    }
+    values.update(overrides)
+    return ClientSettings(**values)  # type: ignore[arg-type]
+
+
+class LogCapture:
+    """Everything logged during a test: stdlib records and what Airflow's structlog printed."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+        self._caplog = caplog
+        self._capsys = capsys
+        self._seen = ""
+
+    @property
+    def text(self) -> str:
+        captured = self._capsys.readouterr()
+        self._seen += captured.out + captured.err
+        return self._caplog.text + self._seen
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> LogCapture:
+    caplog.set_level(logging.DEBUG)
+    return LogCapture(caplog, capsys)
+
+
+@pytest.fixture
+def emulator() -> Iterator[BuddyEmulator]:
+    with BuddyEmulator(workspace=WORKSPACE, token=TOKEN, speed=20.0) as emu:
+        emu.add_pipeline(project="web", pipeline_id=1, identifier="build", name="Build", actions=BUILD_ACTIONS)
+        yield emu
+
+
+@pytest.fixture
+def hook(emulator: BuddyEmulator) -> Iterator[BuddyHook]:
+    hook = BuddyHook(settings=fast_settings(emulator.url))
+    yield hook
+    hook.close()
