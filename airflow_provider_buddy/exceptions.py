@@ -26,8 +26,8 @@ class ErrorKind(str, Enum):
 
     @property
     def transient(self) -> bool:
-        """True for trouble that waiting can cure (rate limits, 5xx, network)."""
-        return self in (ErrorKind.RATE_LIMITED, ErrorKind.SERVER, ErrorKind.CONNECTION)
+        """True for trouble that waiting can cure (rate limits, 5xx, network, a garbled answer)."""
+        return self in (ErrorKind.RATE_LIMITED, ErrorKind.SERVER, ErrorKind.CONNECTION, ErrorKind.RESPONSE)
 
 
 class ProviderApiError(AirflowException):

@@ -69,3 +69,20 @@ def hook(emulator: BuddyEmulator) -> Iterator[BuddyHook]:
     hook = BuddyHook(settings=fast_settings(emulator.url))
     yield hook
     hook.close()
+
+
+FAST_EXTRA = {"timeout": 5, "max_retries": 3, "retry_min_wait": 0.01, "retry_max_wait": 0.05, "retry_total_timeout": 20}
+
+
+def connection_json(url: str, token: str = TOKEN, **extra: object) -> str:
+    """An ``AIRFLOW_CONN_*`` value for the emulator."""
+    import json
+
+    return json.dumps({"conn_type": "buddy", "host": url, "login": WORKSPACE, "password": token, "extra": {**FAST_EXTRA, **extra}})
+
+
+@pytest.fixture
+def buddy_conn(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``buddy_default`` pointed at the emulator, through the environment as a user would set it."""
+    monkeypatch.setenv("AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emulator.url))
+    return "buddy_default"

@@ -204,6 +204,7 @@ class HttpCore:
     :param errors: the service's error classes.
     :param extra_headers: headers the service wants on every call.
     :param logger: where retries are reported.
+    :param retry_log_level: the level retries are reported at (pollers that report once per streak use DEBUG).
     """
 
     def __init__(
@@ -213,10 +214,12 @@ class HttpCore:
         *,
         extra_headers: Mapping[str, str] | None = None,
         logger: Any = None,
+        retry_log_level: int = logging.WARNING,
     ) -> None:
         self.settings = settings
         self.errors = errors
         self.log = logger or log
+        self.retry_log_level = retry_log_level
         self._headers = {
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
@@ -230,7 +233,7 @@ class HttpCore:
     # ---- request building -------------------------------------------------------------------
     def url_for(self, path: str) -> str:
         """The absolute URL of ``path``, always joined under the base URL's own path."""
-        return f"{self.settings.base_url}/{path.lstrip('/')}"
+        return f"{self.settings.base_url.rstrip('/')}/{path.lstrip('/')}"
 
     def request_kwargs(self, call: ApiCall[Any]) -> dict[str, Any]:
         """Arguments for ``client.request`` / ``aclient.request``."""
@@ -272,7 +275,8 @@ class HttpCore:
         def report(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
             wait = state.next_action.sleep if state.next_action is not None else 0.0
-            self.log.warning(
+            self.log.log(
+                self.retry_log_level,
                 "%s %s %s: %s; retry %d of %d in %.1fs",
                 self.errors.service,
                 call.method,

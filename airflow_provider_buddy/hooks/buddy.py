@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -64,6 +65,7 @@ class BuddyHook(BaseHook):
     :param settings: ready settings, bypassing the connection lookup (used by triggers that already
         read the connection asynchronously).
     :param async_client: a shared ``httpx.AsyncClient`` to use instead of the hook's own.
+    :param retry_log_level: the level each retry is logged at.
     """
 
     conn_name_attr = "buddy_conn_id"
@@ -77,8 +79,10 @@ class BuddyHook(BaseHook):
         *,
         settings: ClientSettings | None = None,
         async_client: httpx.AsyncClient | None = None,
+        retry_log_level: int = logging.WARNING,
     ) -> None:
         super().__init__()
+        self._retry_log_level = retry_log_level
         self.buddy_conn_id = buddy_conn_id
         self._settings = settings
         self._core: HttpCore | None = None
@@ -119,7 +123,9 @@ class BuddyHook(BaseHook):
 
     def _http(self, settings: ClientSettings) -> HttpCore:
         if self._core is None:
-            self._core = HttpCore(settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS, logger=self.log)
+            self._core = HttpCore(
+                settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS, logger=self.log, retry_log_level=self._retry_log_level
+            )
         return self._core
 
     @property

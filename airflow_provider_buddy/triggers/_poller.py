@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -86,7 +87,7 @@ class ExecutionPoller:
         if client is None:
             core = HttpCore(settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS)
             client = self._clients[settings.pool_key] = httpx.AsyncClient(**core.client_kwargs())
-        hook = BuddyHook(conn_id, settings=settings, async_client=client)
+        hook = BuddyHook(conn_id, settings=settings, async_client=client, retry_log_level=logging.DEBUG)
         self._hooks[conn_id] = (now, hook)
         return hook
 

@@ -1,0 +1,244 @@
+"""BuddyExecutionTrigger against the emulator over real HTTP: outcomes, gates, policies, faults, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_buddy.testing import BuddyEmulator, Fault
+from airflow_provider_buddy.triggers._poller import ExecutionPoller
+from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
+from tests.conftest import TOKEN
+
+pytestmark = pytest.mark.usefixtures("buddy_conn")
+
+GATE = [
+    {"id": 20, "name": "Deploy staging", "type": "BUILD", "duration": 1},
+    {"id": 21, "name": "Approve production", "type": "WAIT_FOR_APPLY"},
+    {"id": 22, "name": "Deploy production", "type": "BUILD", "duration": 1},
+]
+ASK = [{"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]}]
+FAILING = [
+    {"id": 40, "name": "Unit tests", "type": "BUILD", "duration": 1, "log": [f"test line {i}" for i in range(80)]},
+]
+
+
+def trigger(execution_id: int, pipeline_id: int = 1, **kwargs: Any) -> BuddyExecutionTrigger:
+    return BuddyExecutionTrigger(
+        buddy_conn_id="buddy_default", project_name="web", pipeline_id=pipeline_id, execution_id=execution_id, poll_interval=0.05, **kwargs
+    )
+
+
+async def first_event(trig: BuddyExecutionTrigger, timeout: float = 15.0) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        async for event in trig.run():
+            return dict(event.payload)
+        raise AssertionError("trigger ended without an event")
+
+    return await asyncio.wait_for(run(), timeout)
+
+
+def patches(emulator: BuddyEmulator, execution_id: int) -> list[dict[str, Any]]:
+    return [r.json for r in emulator.requests_to("PATCH", rf"/executions/{execution_id}$") if r.status == 200]
+
+
+async def test_success_event_carries_summary(emulator: BuddyEmulator) -> None:
+    run = emulator.start_execution("web", 1)
+    event = await first_event(trigger(run["id"]))
+    assert event["status"] == "success" and event["execution_status"] == "SUCCESSFUL"
+    assert event["execution_id"] == run["id"] and event["html_url"] == run["html_url"]
+    assert event["outputted_variables"] == {"VERSION": "1.2.3"}
+
+
+async def test_failure_event_names_action_error_and_log_tail(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=4, identifier="t", name="T", actions=FAILING, outcome="FAILED", fail_action=40, error_message="3 tests failed")
+    run = emulator.start_execution("web", 4)
+    event = await first_event(trigger(run["id"], pipeline_id=4, log_tail=5))
+    assert event["status"] == "failed" and event["failed_action"] == "Unit tests"
+    assert event["error_message"] == "3 tests failed"
+    assert len(event["log_tail"]) == 5 and event["log_tail"][0] != "test line 0"
+
+
+@pytest.mark.parametrize(("outcome", "status"), [("TERMINATED", "cancelled"), ("SKIPPED", "skipped")])
+async def test_cancelled_and_skipped(emulator: BuddyEmulator, outcome: str, status: str) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=5, identifier="o", name="O", actions=FAILING, outcome=outcome)
+    run = emulator.start_execution("web", 5)
+    event = await first_event(trigger(run["id"], pipeline_id=5))
+    assert event["status"] == status and event["execution_status"] == outcome
+
+
+async def test_skipped_is_success(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=5, identifier="o", name="O", actions=FAILING, outcome="SKIPPED")
+    run = emulator.start_execution("web", 5)
+    assert (await first_event(trigger(run["id"], pipeline_id=5, skipped_is_success=True)))["status"] == "success"
+
+
+@pytest.mark.parametrize("shown_on", ["execution", "action"])
+async def test_gate_succeed_policy_reports_what_waits(emulator: BuddyEmulator, shown_on: str) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on=shown_on)
+    run = emulator.start_execution("web", 2)
+    event = await first_event(trigger(run["id"], pipeline_id=2, on_approval="succeed"))
+    assert event["status"] == "waiting_for_approval" and event["waits_for"] == "approval"
+    assert event["waiting_action_name"] == "Approve production" and event["waiting_action_execution_id"]
+    assert event["execution_status"] == ("WAITING_FOR_APPLY" if shown_on == "execution" else "INPROGRESS")
+
+
+async def test_gate_fail_policy(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
+    run = emulator.start_execution("web", 2)
+    event = await first_event(trigger(run["id"], pipeline_id=2, on_approval="fail"))
+    assert event["status"] == "failed" and "'Approve production'" in event["message"]
+
+
+async def test_gate_wait_policy_waits_for_a_person_in_buddy(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
+    run = emulator.start_execution("web", 2)
+    task = asyncio.create_task(first_event(trigger(run["id"], pipeline_id=2)))
+    await asyncio.sleep(0.6)
+    assert not task.done()
+    emulator.approve_in_buddy("web", 2, run["id"])
+    event = await task
+    assert event["status"] == "success" and patches(emulator, run["id"]) == []
+
+
+@pytest.mark.parametrize("shown_on", ["execution", "action"])
+async def test_gate_approve_policy_applies_once(emulator: BuddyEmulator, shown_on: str) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on=shown_on)
+    run = emulator.start_execution("web", 2)
+    event = await first_event(trigger(run["id"], pipeline_id=2, on_approval="approve"))
+    assert event["status"] == "success"
+    sent = patches(emulator, run["id"])
+    assert len(sent) == 1 and sent[0]["operation"] == "APPLY" and sent[0]["approve_action_id"]
+
+
+async def test_gate_approve_policy_answers_variables(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=3, identifier="n", name="N", actions=ASK)
+    run = emulator.start_execution("web", 3)
+    event = await first_event(trigger(run["id"], pipeline_id=3, on_approval="approve", approval_variables={"NOTES": "all good"}))
+    assert event["status"] == "success"
+    assert [p["variables"] for p in patches(emulator, run["id"])] == [[{"key": "NOTES", "value": "all good"}]]
+
+
+async def test_gate_approve_without_variables_for_a_prompt_is_an_error(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=3, identifier="n", name="N", actions=ASK)
+    run = emulator.start_execution("web", 3)
+    event = await first_event(trigger(run["id"], pipeline_id=3, on_approval="approve"))
+    assert event["status"] == "error" and "approval_variables" in event["message"]
+    assert patches(emulator, run["id"]) == []
+
+
+def test_encrypted_approval_variables_are_refused() -> None:
+    with pytest.raises(ValueError, match="encrypted"):
+        trigger(1, approval_variables=[{"key": "PASS", "value": "x", "encrypted": True}])
+
+
+async def test_faults_mid_wait_never_end_it(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
+    run = emulator.start_execution("web", 2)
+    path = rf"/executions/{run['id']}$"
+    emulator.add_fault(Fault(kind="status", status=429, headers={"Retry-After": "0"}, method="GET", path=path, times=12))
+    emulator.add_fault(Fault(kind="status", status=502, method="GET", path=path, times=8))
+    emulator.add_fault(Fault(kind="drop", method="GET", path=path, times=5))
+    emulator.add_fault(Fault(kind="malformed", method="GET", path=path, times=3))
+    event = await first_event(trigger(run["id"], pipeline_id=2, on_approval="approve"), timeout=30)
+    assert event["status"] == "success"
+    assert len(patches(emulator, run["id"])) == 1
+    faulted = [r for r in emulator.requests_to("GET", path) if r.fault]
+    assert len(faulted) == 28
+
+
+@pytest.mark.parametrize(
+    ("setup", "kind"),
+    [
+        (lambda emu: setattr(emu, "token", "rotated-token"), "authentication"),
+        (lambda emu: setattr(emu, "api_disabled", True), "permission"),
+        (None, "not_found"),
+    ],
+)
+async def test_permanent_errors_end_with_error_event(emulator: BuddyEmulator, setup: Any, kind: str) -> None:
+    run = emulator.start_execution("web", 1)
+    execution_id = run["id"] if setup else 9999
+    if setup:
+        setup(emulator)
+    event = await first_event(trigger(execution_id))
+    assert event["status"] == "error" and event["error_kind"] == kind
+    assert TOKEN not in json.dumps(event)
+
+
+async def test_end_time_gives_timeout_and_can_cancel(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 99999}])
+    run = emulator.start_execution("web", 6)
+    event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 0.3))
+    assert event["status"] == "timeout" and "left going" in event["message"]
+    assert emulator.execution("web", 6, run["id"])["status"] == "INPROGRESS"
+    event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 0.3, cancel_on_timeout=True))
+    assert event["status"] == "timeout" and "cancelled" in event["message"]
+    assert emulator.execution("web", 6, run["id"])["status"] == "TERMINATED"
+
+
+async def test_on_kill_cancels_only_when_asked(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 99999}])
+    run = emulator.start_execution("web", 6)
+    await trigger(run["id"], pipeline_id=6).on_kill()
+    assert emulator.execution("web", 6, run["id"])["status"] == "INPROGRESS"
+    await trigger(run["id"], pipeline_id=6, cancel_on_kill=True).on_kill()
+    assert emulator.execution("web", 6, run["id"])["status"] == "TERMINATED"
+
+
+def test_serialize_round_trip_has_no_secret() -> None:
+    original = trigger(7, pipeline_id=2, workspace="acme", on_approval="approve", approval_variables={"NOTES": "x"}, end_time=123.0)
+    classpath, kwargs = original.serialize()
+    assert classpath == "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger"
+    text = json.dumps(kwargs)
+    assert TOKEN not in text and "password" not in text
+    rebuilt = BuddyExecutionTrigger(**json.loads(text))
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+async def test_restart_mid_wait_finishes_without_reapproving(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE + [{"id": 23, "name": "Approve again", "type": "WAIT_FOR_APPLY"}], wait_shown_on="action")
+    run = emulator.start_execution("web", 2)
+    first = trigger(run["id"], pipeline_id=2, on_approval="approve")
+    task = asyncio.create_task(first_event(first))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if patches(emulator, run["id"]):
+            break
+    task.cancel()  # the triggerer shutting down
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    classpath, kwargs = first.serialize()
+    event = await first_event(BuddyExecutionTrigger(**kwargs))
+    assert event["status"] == "success"
+    ids = [p["approve_action_id"] for p in patches(emulator, run["id"])]
+    assert len(ids) == 2 and len(set(ids)) == 2  # two gates, each approved exactly once
+
+
+async def test_ten_waiters_on_one_execution_share_requests(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 40}])
+    run = emulator.start_execution("web", 6)
+    waiters = [BuddyExecutionTrigger(buddy_conn_id="buddy_default", project_name="web", pipeline_id=6, execution_id=run["id"], poll_interval=0.5) for _ in range(10)]
+    events = await asyncio.gather(*(first_event(w) for w in waiters))
+    assert {e["status"] for e in events} == {"success"}
+    gets = len(emulator.requests_to("GET", rf"/executions/{run['id']}$"))
+    intervals = 40 / 20 / 0.5  # emulated duration / speed / poll interval
+    assert gets <= intervals + 3, gets
+
+
+async def test_one_pooled_client_per_connection(emulator: BuddyEmulator) -> None:
+    runs = [emulator.start_execution("web", 1)["id"] for _ in range(5)]
+    seen: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        for _ in range(50):
+            seen.append(ExecutionPoller.for_running_loop().stats())
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(first_event(trigger(r)) for r in runs))
+    watcher.cancel()
+    assert max(s["clients"] for s in seen) == 1 and max(s["users"] for s in seen) == 5
