@@ -167,7 +167,7 @@ class BuddyWaitingMixin:
         while True:
             payload = self.poll_once(pipeline_id, execution_id, approved)
             if payload is not None:
-                return self.finish_wait(context, payload, pipeline_id=pipeline_id, approved=sorted(approved))
+                return self.finish_wait(context, payload, pipeline_id=pipeline_id)
             if deadline is not None and time.time() >= deadline:
                 return self.finish_wait(
                     context,
@@ -215,29 +215,13 @@ class BuddyWaitingMixin:
                 cancel_on_timeout=cancel_on_timeout,
                 skipped_is_success=self.skipped_is_success,
                 log_tail=self.log_tail_lines,
+                approved_action_ids=list(approved),
             ),
             method_name="execute_complete",
-            kwargs={
-                "pipeline_id": pipeline_id,
-                "approved": list(approved),
-                "poll_interval": poll_interval,
-                "end_time": end_time,
-                "cancel_on_timeout": cancel_on_timeout,
-            },
         )
 
     # ---- the end of a wait, either mode ------------------------------------------------------
-    def finish_wait(
-        self,
-        context: Any,
-        event: dict[str, Any],
-        *,
-        pipeline_id: int,
-        approved: Sequence[str] = (),
-        poll_interval: float | None = None,
-        end_time: float | None = None,
-        cancel_on_timeout: bool = False,
-    ) -> Any:
+    def finish_wait(self, context: Any, event: dict[str, Any], *, pipeline_id: int, poll_interval: float | None = None) -> Any:
         """Turn the wait's event into the task's return value, or raise the matching error."""
         status = event.get("status")
         message = str(event.get("message") or "")
@@ -250,7 +234,7 @@ class BuddyWaitingMixin:
             if policy is ApprovalPolicy.APPROVE and poll_interval is not None:
                 # The trigger stopped at the gate because the answers are secret: answer here, then wait again.
                 execution = self.hook.get_execution(self.project_name, pipeline_id, int(event["execution_id"]), workspace=self.workspace)
-                done = set(approved)
+                done = set(event.get("approved_action_ids") or ())
                 answers = self._approval_answers()
                 decision = decide(execution, policy, has_approval_variables=bool(answers), approved_action_ids=frozenset(done))
                 if decision.step is Step.APPROVE:
@@ -259,7 +243,12 @@ class BuddyWaitingMixin:
                 elif decision.step is Step.FINISH:
                     return self.finish_wait(context, event_payload(execution, decision), pipeline_id=pipeline_id)
                 self.defer_wait(
-                    pipeline_id, execution.id, poll_interval, end_time=end_time, cancel_on_timeout=cancel_on_timeout, approved=sorted(done)
+                    pipeline_id,
+                    execution.id,
+                    poll_interval,
+                    end_time=event.get("end_time"),
+                    cancel_on_timeout=self.cancel_on_kill,
+                    approved=sorted(done),
                 )
             self.log.info("%s; finishing so the DAG's own gate can answer it (on_approval='succeed')", message)
             return summary_from_event(event)
@@ -284,3 +273,9 @@ class BuddyWaitingMixin:
 def _with_link(message: str, event: dict[str, Any]) -> str:
     url = event.get("html_url")
     return f"{message} ({url})" if url and url not in message else message
+
+
+def resumed_pipeline_id(event: dict[str, Any], fallback: Any) -> int:
+    """The pipeline id a trigger event was about (events carry it), else ``fallback()``."""
+    value = event.get("pipeline_id")
+    return int(value) if value is not None else int(fallback())

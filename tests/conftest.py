@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# Airflow reads its configuration when first imported: point it at a throwaway home first.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="buddy-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+
 import logging
 from collections.abc import Iterator
 
@@ -86,3 +94,11 @@ def buddy_conn(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """``buddy_default`` pointed at the emulator, through the environment as a user would set it."""
     monkeypatch.setenv("AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emulator.url))
     return "buddy_default"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A fresh Airflow metadata database (sqlite in the throwaway AIRFLOW_HOME), once per session."""
+    from airflow.utils import db
+
+    db.resetdb()

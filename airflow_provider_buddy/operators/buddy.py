@@ -37,7 +37,7 @@ from airflow_provider_buddy.params import (
     positive_int,
     positive_seconds,
 )
-from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, summary_from_event
+from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, resumed_pipeline_id, summary_from_event
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy, describe_execution
 
 if TYPE_CHECKING:
@@ -175,27 +175,11 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
             )
         return self.wait_sync(context, pipeline_id, execution.id, self.poll_interval)
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any],
-        pipeline_id: int | None = None,
-        approved: list[str] | None = None,
-        poll_interval: float | None = None,
-        end_time: float | None = None,
-        cancel_on_timeout: bool = False,
-    ) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
         """Called when the trigger fires; returns the execution id (the summary goes to XCom ``summary``)."""
         self._execution_id = event.get("execution_id")
-        summary = self.finish_wait(
-            context,
-            event,
-            pipeline_id=pipeline_id if pipeline_id is not None else self.resolve_pipeline_id(),
-            approved=approved or (),
-            poll_interval=poll_interval,
-            end_time=end_time,
-            cancel_on_timeout=cancel_on_timeout,
-        )
+        pipeline_id = resumed_pipeline_id(event, self.resolve_pipeline_id)
+        summary = self.finish_wait(context, event, pipeline_id=pipeline_id, poll_interval=self.poll_interval)
         context["ti"].xcom_push(key="summary", value=summary)
         return event.get("execution_id")
 
@@ -366,10 +350,12 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         pipeline_id = self.resolve_pipeline_id()
         ti = context["ti"]
         execution: Execution | None = None
-        if self.reattach_on_retry and int(getattr(ti, "try_number", 1) or 1) > 1:
+        if self.reattach_on_retry:
             execution = self.find_marked_run(pipeline_id, marker, include_finished=False)
             if execution is not None:
-                self.log.info("Re-attaching to %s, started by an earlier try of this task (%s)", describe_execution(execution), execution.status)
+                self.log.info(
+                    "Re-attaching to %s, started by an earlier try of this task instance (%s)", describe_execution(execution), execution.status
+                )
         if execution is None:
             execution = self._start(pipeline_id, marker, request)
         self._started(context, execution)
@@ -394,16 +380,19 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         return execution
 
     def find_marked_run(self, pipeline_id: int, marker: str, *, include_finished: bool) -> Execution | None:
-        """The newest run of this task instance: one still going (or successful), or any when ``include_finished``."""
+        """
+        The newest run this task instance started, if it is still going (or any, with ``include_finished``).
+
+        A finished earlier run is not reused: clearing a task must run the pipeline again.
+        """
         executions = self.hook.list_executions(
             self.project_name, pipeline_id, workspace=self.workspace, per_page=50, max_items=SEARCH_DEPTH
         )
         for execution in executions:
             if execution.comment and marker in execution.comment:
-                group = execution.status_group
-                if include_finished or not group.finished or group is StatusGroup.SUCCESS:
+                if include_finished or not execution.is_finished:
                     return execution
-                self.log.info("The earlier try's %s ended %s; starting a new run", describe_execution(execution), execution.status)
+                self.log.info("This task's earlier %s already ended (%s); starting a new run", describe_execution(execution), execution.status)
                 return None
         return None
 

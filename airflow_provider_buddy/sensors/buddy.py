@@ -13,7 +13,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import BuddyExecutionLink
 from airflow_provider_buddy.params import check_positive_int, default_deferrable, is_template, non_empty, positive_int
-from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of
+from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, resumed_pipeline_id
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
 
 if TYPE_CHECKING:
@@ -116,24 +116,7 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         end_time = time.time() + float(self.timeout) if self.timeout else None
         self.defer_wait(pipeline_id, execution_id, float(self.poke_interval), end_time=end_time, approved=sorted(self._approved))
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any],
-        pipeline_id: int | None = None,
-        approved: list[str] | None = None,
-        poll_interval: float | None = None,
-        end_time: float | None = None,
-        cancel_on_timeout: bool = False,
-    ) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode."""
-        return self.finish_wait(
-            context,
-            event,
-            pipeline_id=pipeline_id if pipeline_id is not None else self._ids()[0],
-            approved=approved or (),
-            poll_interval=poll_interval,
-            end_time=end_time,
-            cancel_on_timeout=cancel_on_timeout,
-        )
-
+        pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
+        return self.finish_wait(context, event, pipeline_id=pipeline_id, poll_interval=float(self.poke_interval))

@@ -52,6 +52,7 @@ class BuddyExecutionTrigger(BaseTrigger):
     :param cancel_on_timeout: cancel the execution when ``end_time`` passes.
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail: how many log lines of a failed action to fetch for the failure message.
+    :param approved_action_ids: gates already approved by this task (never approved twice).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class BuddyExecutionTrigger(BaseTrigger):
         cancel_on_timeout: bool = False,
         skipped_is_success: bool = False,
         log_tail: int = DEFAULT_LOG_TAIL,
+        approved_action_ids: Sequence[str] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.buddy_conn_id = buddy_conn_id
@@ -87,6 +89,8 @@ class BuddyExecutionTrigger(BaseTrigger):
         self.cancel_on_timeout = cancel_on_timeout
         self.skipped_is_success = skipped_is_success
         self.log_tail = log_tail
+        self.approved_action_ids = sorted(approved_action_ids or [])
+        self._approved: set[str] = set(self.approved_action_ids)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and plain kwargs: the connection id, never a token."""
@@ -106,6 +110,7 @@ class BuddyExecutionTrigger(BaseTrigger):
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "skipped_is_success": self.skipped_is_success,
                 "log_tail": self.log_tail,
+                "approved_action_ids": self.approved_action_ids,
             },
         )
 
@@ -113,6 +118,10 @@ class BuddyExecutionTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the wait ends; yield exactly one event."""
         poller = ExecutionPoller.for_running_loop()
+        self.log.info(
+            "Waiting in the triggerer on Buddy execution %s of pipeline %s in project %r (poll every %.0fs, on_approval=%s)",
+            self.execution_id, self.pipeline_id, self.project_name, self.poll_interval, self.on_approval,
+        )
         async with poller.lease():
             try:
                 payload = await self._wait(poller)
@@ -121,13 +130,17 @@ class BuddyExecutionTrigger(BaseTrigger):
                 payload = self._error(f"unexpected {type(exc).__name__} while waiting: {exc}")
             finally:
                 poller.forget(self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id)
+        # What the task needs to resume (Airflow's dag.test passes only the event back, not defer kwargs).
+        payload.setdefault("pipeline_id", self.pipeline_id)
+        payload.setdefault("end_time", self.end_time)
+        payload.setdefault("approved_action_ids", sorted(self._approved))
         yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
     async def _wait(self, poller: ExecutionPoller) -> dict[str, Any]:
         policy = ApprovalPolicy(self.on_approval)
         loop = asyncio.get_running_loop()
         next_poll = loop.time()
-        approved: set[str] = set()
+        approved = self._approved = set(self.approved_action_ids)
         streak = 0
         last_message = ""
         while True:
