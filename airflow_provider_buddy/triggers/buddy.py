@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.models.buddy import Execution, variables_from
 from airflow_provider_buddy.models.buddy_status import WaitKind
-from airflow_provider_buddy.triggers._poller import ExecutionPoller
+from airflow_provider_buddy.triggers._poller import SharedPoller, buddy_hook, execution_key, read_execution
 from airflow_provider_buddy.waiting import (
     DEFAULT_LOG_TAIL,
     ApprovalPolicy,
@@ -91,6 +91,7 @@ class BuddyExecutionTrigger(BaseTrigger):
         self.log_tail = log_tail
         self.approved_action_ids = sorted(approved_action_ids or [])
         self._approved: set[str] = set(self.approved_action_ids)
+        self._key = execution_key(buddy_conn_id, workspace, project_name, self.pipeline_id, self.execution_id)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and plain kwargs: the connection id, never a token."""
@@ -117,7 +118,7 @@ class BuddyExecutionTrigger(BaseTrigger):
     # ---- the wait ------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the wait ends; yield exactly one event."""
-        poller = ExecutionPoller.for_running_loop()
+        poller = SharedPoller.for_running_loop()
         self.log.info(
             "Waiting in the triggerer on Buddy execution %s of pipeline %s in project %r (poll every %.0fs, on_approval=%s)",
             self.execution_id, self.pipeline_id, self.project_name, self.poll_interval, self.on_approval,
@@ -129,14 +130,14 @@ class BuddyExecutionTrigger(BaseTrigger):
                 self.log.exception("Unexpected error while waiting on Buddy execution %s", self.execution_id)
                 payload = self._error(f"unexpected {type(exc).__name__} while waiting: {exc}")
             finally:
-                poller.forget(self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id)
+                poller.forget(self._key)
         # What the task needs to resume (Airflow's dag.test passes only the event back, not defer kwargs).
         payload.setdefault("pipeline_id", self.pipeline_id)
         payload.setdefault("end_time", self.end_time)
         payload.setdefault("approved_action_ids", sorted(self._approved))
         yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
-    async def _wait(self, poller: ExecutionPoller) -> dict[str, Any]:
+    async def _wait(self, poller: SharedPoller) -> dict[str, Any]:
         policy = ApprovalPolicy(self.on_approval)
         loop = asyncio.get_running_loop()
         next_poll = loop.time()
@@ -147,8 +148,8 @@ class BuddyExecutionTrigger(BaseTrigger):
             if self.end_time is not None and time.time() >= self.end_time:
                 return await self._timed_out(poller)
             try:
-                execution = await poller.get_execution(
-                    self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id,
+                execution = await read_execution(
+                    poller, self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id,
                     max_age=self.poll_interval * 0.9,
                 )
             except ProviderApiError as exc:
@@ -193,8 +194,8 @@ class BuddyExecutionTrigger(BaseTrigger):
             delay = min(delay, max(0.0, self.end_time - time.time()))
         return delay
 
-    async def _approve(self, poller: ExecutionPoller, execution: Execution, decision: Decision) -> bool:
-        hook = await poller.hook(self.buddy_conn_id)
+    async def _approve(self, poller: SharedPoller, execution: Execution, decision: Decision) -> bool:
+        hook = await buddy_hook(poller, self.buddy_conn_id)
         variables = self.approval_variables if decision.waits_for is WaitKind.VARIABLES else None
         try:
             await hook.aapprove_execution(
@@ -208,7 +209,7 @@ class BuddyExecutionTrigger(BaseTrigger):
             self.log.warning("Could not approve %s yet: %s", describe_execution(execution), exc)
             return False
         finally:
-            poller.forget(self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id)
+            poller.forget(self._key)
         keys = ", ".join(v["key"] for v in variables) if variables else ""
         self.log.info(
             "Approved %s at action %r (%s)",
@@ -218,13 +219,13 @@ class BuddyExecutionTrigger(BaseTrigger):
         )
         return True
 
-    async def _finish(self, poller: ExecutionPoller, execution: Execution, decision: Decision) -> dict[str, Any]:
+    async def _finish(self, poller: SharedPoller, execution: Execution, decision: Decision) -> dict[str, Any]:
         payload = event_payload(execution, decision)
         if decision.status is EventStatus.FAILED and decision.waits_for is None:
             payload.update(await self._failure_details(poller, execution))
         return payload
 
-    async def _failure_details(self, poller: ExecutionPoller, execution: Execution) -> dict[str, Any]:
+    async def _failure_details(self, poller: SharedPoller, execution: Execution) -> dict[str, Any]:
         failed = execution.failed_action
         details: dict[str, Any] = {"failed_action": None, "error_message": None, "log_tail": []}
         if failed is None or failed.action_execution_id is None:
@@ -232,7 +233,7 @@ class BuddyExecutionTrigger(BaseTrigger):
         details["failed_action"] = failed.name
         details["error_message"] = failed.error_message
         try:
-            hook = await poller.hook(self.buddy_conn_id)
+            hook = await buddy_hook(poller, self.buddy_conn_id)
             if failed.error_message is None:
                 full = await hook.aget_action_execution(
                     self.project_name, self.pipeline_id, self.execution_id, failed.action_execution_id, workspace=self.workspace
@@ -247,7 +248,7 @@ class BuddyExecutionTrigger(BaseTrigger):
             self.log.warning("Could not fetch the failed action's log: %s", exc)
         return details
 
-    async def _timed_out(self, poller: ExecutionPoller) -> dict[str, Any]:
+    async def _timed_out(self, poller: SharedPoller) -> dict[str, Any]:
         message = f"Gave up waiting on Buddy execution {self.execution_id}: the deadline passed"
         execution: Execution | None = None
         if self.cancel_on_timeout:
@@ -258,9 +259,9 @@ class BuddyExecutionTrigger(BaseTrigger):
         self.log.warning("%s", message)
         return event_payload(execution, Decision(Step.FINISH, EventStatus.TIMEOUT, message), execution_id=self.execution_id)
 
-    async def _cancel_if_going(self, poller: ExecutionPoller) -> tuple[Execution | None, str]:
+    async def _cancel_if_going(self, poller: SharedPoller) -> tuple[Execution | None, str]:
         try:
-            hook = await poller.hook(self.buddy_conn_id)
+            hook = await buddy_hook(poller, self.buddy_conn_id)
             current = await hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
             if current.is_finished:
                 return current, f"it had already ended ({current.status})"
@@ -280,7 +281,7 @@ class BuddyExecutionTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             self.log.info("Task killed; Buddy execution %s left going (cancel_on_kill is off)", self.execution_id)
             return
-        poller = ExecutionPoller.for_running_loop()
+        poller = SharedPoller.for_running_loop()
         async with poller.lease():
             _, note = await self._cancel_if_going(poller)
         self.log.warning("Task killed while waiting on Buddy execution %s: %s", self.execution_id, note)

@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from airflow_provider_buddy.testing import BuddyEmulator
-from airflow_provider_buddy.testing.pytest_plugin import (  # noqa: F401 - fixtures and marker registration
-    _buddy_emulator_shared,
-    buddy_emulator,
-    buddy_emulator_session,
+
+# the plugin's fixtures (registered as buddy_emulator, buddy_emulator_session) and its marker registration
+from airflow_provider_buddy.testing.pytest_plugin import (  # noqa: F401
+    buddy_emulator_fixture,
+    buddy_emulator_session_fixture,
+    buddy_emulator_shared_fixture,
     pytest_configure,
 )
-
 
 # one SSL context for every client: httpx builds a new one (~40 ms) for each client otherwise
 SSL_CONTEXT = ssl.create_default_context()

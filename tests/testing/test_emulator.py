@@ -38,8 +38,7 @@ def test_requests_need_the_bearer_token(emu: BuddyEmulator, api: httpx.Client, m
         ("/workspaces/acme/projects/web/pipelines/abc/executions", "Pipeline not found"),
         ("/workspaces/acme/projects/web/pipelines/1/executions/99", "Execution not found"),
         ("/workspaces/acme/projects/web/pipelines/1/executions/x", "Execution not found"),
-        ("/workspaces/acme/projects/web/pipelines/1/executions/1/action_executions/0123456789abcdef01234567",
-         "Action execution not found"),
+        ("/workspaces/acme/projects/web/pipelines/1/executions/1/action_executions/0123456789abcdef01234567", "Action execution not found"),
         ("/no/such/route", "Not found"),
     ],
 )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
-from airflow_provider_buddy.triggers._poller import ExecutionPoller
+from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
 from tests.conftest import TOKEN
 
@@ -235,7 +235,7 @@ async def test_one_pooled_client_per_connection(emulator: BuddyEmulator) -> None
 
     async def watch() -> None:
         for _ in range(50):
-            seen.append(ExecutionPoller.for_running_loop().stats())
+            seen.append(SharedPoller.for_running_loop().stats())
             await asyncio.sleep(0.02)
 
     watcher = asyncio.create_task(watch())

@@ -1,0 +1,389 @@
+"""``BuddyEmulator``: the emulated Buddy.Works API served by uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_buddy.testing.faults import Fault, FaultBook
+from airflow_provider_buddy.testing.recording import RecordedRequest, RequestLog
+from airflow_provider_buddy.testing.runs import BUDDY_USER_ID
+from airflow_provider_buddy.testing.scenario import (
+    ActionSpec,
+    PipelineSpec,
+    Scenario,
+    VariableSpec,
+    load_scenario,
+    pipeline_spec,
+)
+from airflow_provider_buddy.testing.state import EmulatorState
+
+if TYPE_CHECKING:
+    import uvicorn
+
+START_TIMEOUT = 10.0
+
+
+def _normalise_base_path(base_path: str) -> str:
+    path = base_path.strip().rstrip("/")
+    if path and not path.startswith("/"):
+        path = "/" + path
+    return path
+
+
+def _variables(values: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -> list[VariableSpec] | None:
+    if values is None:
+        return None
+    if isinstance(values, Mapping):
+        return [VariableSpec(key=k, value=v) for k, v in values.items()]
+    return [VariableSpec.model_validate(dict(v)) for v in values]
+
+
+class BuddyEmulator:
+    """
+    A local Buddy.Works REST API for tests and offline DAG runs: a real HTTP server on ``host``.
+
+    Use it as a context manager (or call :meth:`start` / :meth:`stop`)::
+
+        with BuddyEmulator(speed=20.0) as emu:
+            emu.add_pipeline(project="web", pipeline_id=1, identifier="build", actions=[...])
+            ...  # talk to emu.url with "Authorization: Bearer test-token"
+
+    :param workspace: the workspace's name (default: the scenario's, else "acme").
+    :param token: the only accepted token (default: the scenario's, else "test-token").
+    :param speed: emulated seconds per real second (20.0 runs a 2 s action in 0.1 s; 0 freezes the
+        clock so that only :meth:`advance` moves it).
+    :param base_path: a path prefix for the API, e.g. "/api" as on-premises installations use.
+    :param ssl_certfile: a certificate file to serve HTTPS.
+    :param ssl_keyfile: the certificate's key file.
+    :param scenario: a scenario to load: a :class:`Scenario`, its dict form, or a JSON file path.
+    :param host: the interface to bind.
+    :param port: the port to bind (0: a free one).
+    :param seed: seed for faults with a probability.
+    :param rate_limit: the limit advertised in ``X-Rate-Limit-Limit``.
+    """
+
+    def __init__(
+        self,
+        workspace: str | None = None,
+        token: str | None = None,
+        speed: float = 1.0,
+        base_path: str = "",
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
+        scenario: Scenario | Mapping[str, Any] | str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+        rate_limit: int = 1000,
+    ) -> None:
+        self._state = EmulatorState(workspace or "acme", token or "test-token", speed)
+        if scenario is not None:
+            self._state.load(load_scenario(scenario))
+        if workspace is not None:
+            self._state.workspace = workspace
+        if token is not None:
+            self._state.token = token
+        self._faults = FaultBook(seed)
+        self._log = RequestLog()
+        self._base_path = _normalise_base_path(base_path)
+        self._ssl_certfile = str(ssl_certfile) if ssl_certfile is not None else None
+        self._ssl_keyfile = str(ssl_keyfile) if ssl_keyfile is not None else None
+        self._host = host
+        self._port = port
+        self._rate_limit = rate_limit
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self, port: int | None = None) -> BuddyEmulator:
+        """
+        Bind the port and serve in a background thread; returns self once it answers.
+
+        :param port: the port to bind, overriding the one given to the constructor (0: a free one).
+        """
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        if port is not None:
+            self._port = port
+        import uvicorn
+
+        from airflow_provider_buddy.testing.app import build_api
+        from airflow_provider_buddy.testing.control import build_control
+        from airflow_provider_buddy.testing.gateway import Gateway
+        from airflow_provider_buddy.testing.uvicorn_server import QuickStopServer
+
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        # proto IPPROTO_TCP, so that asyncio sets TCP_NODELAY on accepted connections (with proto 0 it does
+        # not, and every response then waits ~40 ms for a delayed ACK)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            raise
+        port = int(sock.getsockname()[1])
+        self._port = port
+        shown_host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
+        shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+        scheme = "https" if self._ssl_certfile else "http"
+        self._state.api_base = f"{scheme}://{shown_host}:{port}{self._base_path}"
+        gateway = Gateway(
+            build_api(self._state),
+            build_control(self._state, self._faults, self._log),
+            self._faults,
+            self._log,
+            self._base_path,
+            self._rate_limit,
+        )
+        config = uvicorn.Config(
+            gateway,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            http="h11",
+            proxy_headers=False,
+            server_header=False,
+            ssl_certfile=self._ssl_certfile,
+            ssl_keyfile=self._ssl_keyfile,
+        )
+        server = QuickStopServer(config)
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                sock.close()
+
+        thread = threading.Thread(target=serve, name=f"buddy-emulator-{port}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                thread.join(2)
+                reason = repr(errors[0]) if errors else "it did not come up in time"
+                raise RuntimeError(f"the Buddy emulator could not start on port {port}: {reason}")
+            time.sleep(0.005)
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (the emulated state is kept; :meth:`start` serves it again)."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join(5)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(5)
+
+    def __enter__(self) -> BuddyEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while serving."""
+        return self._server is not None
+
+    @property
+    def url(self) -> str:
+        """The API's root URL, e.g. ``http://127.0.0.1:PORT`` plus the base path (set by :meth:`start`)."""
+        if not self._state.api_base:
+            raise RuntimeError("the emulator has not been started")
+        return self._state.api_base
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 before :meth:`start` when none was asked for)."""
+        return self._port
+
+    @property
+    def base_path(self) -> str:
+        """The API's path prefix ("" for none)."""
+        return self._base_path
+
+    # --- settings ----------------------------------------------------------------------------------------
+
+    @property
+    def workspace(self) -> str:
+        """The workspace's name."""
+        return self._state.workspace
+
+    @property
+    def token(self) -> str:
+        """The only accepted token."""
+        return self._state.token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self._state.token = value
+
+    @property
+    def speed(self) -> float:
+        """Emulated seconds per real second."""
+        return self._state.clock.speed
+
+    @property
+    def api_disabled(self) -> bool:
+        """When True every API call answers 403 "API is disabled in this workspace"."""
+        return self._state.api_disabled
+
+    @api_disabled.setter
+    def api_disabled(self, value: bool) -> None:
+        self._state.api_disabled = value
+
+    @property
+    def scopes(self) -> set[str]:
+        """The token's scopes (default: WORKSPACE, EXECUTION_INFO, EXECUTION_RUN, EXECUTION_MANAGE)."""
+        return set(self._state.scopes)
+
+    @scopes.setter
+    def scopes(self, value: Iterable[str]) -> None:
+        self._state.scopes = set(value)
+
+    # --- scenario --------------------------------------------------------------------------------------
+
+    def add_pipeline(
+        self,
+        project: str,
+        pipeline_id: int,
+        identifier: str,
+        name: str = "",
+        actions: Sequence[Mapping[str, Any] | ActionSpec] | None = None,
+        *,
+        outcome: str = "SUCCESSFUL",
+        fail_action: int | None = None,
+        error_message: str | None = None,
+        wait_shown_on: str = "execution",
+        enqueued_for: float = 0.0,
+        retry_outcome: str = "SUCCESSFUL",
+        disabled: bool = False,
+        disabled_reason: str | None = None,
+        refs: Sequence[str] | None = None,
+    ) -> PipelineSpec:
+        """
+        Create (or replace) a pipeline; see :mod:`airflow_provider_buddy.testing.scenario` for the fields.
+
+        Without ``actions`` the pipeline gets one 1-second BUILD action (id 1, "Execute").
+
+        :raises ScenarioError: when the definition is invalid.
+        """
+        listed = [{"id": 1, "name": "Execute", "type": "BUILD"}] if actions is None else actions
+        data: dict[str, Any] = {
+            "id": pipeline_id,
+            "identifier": identifier,
+            "name": name,
+            "actions": [a.model_dump() if isinstance(a, ActionSpec) else dict(a) for a in listed],
+            "outcome": outcome,
+            "fail_action": fail_action,
+            "error_message": error_message,
+            "wait_shown_on": wait_shown_on,
+            "enqueued_for": enqueued_for,
+            "retry_outcome": retry_outcome,
+            "disabled": disabled,
+            "disabled_reason": disabled_reason,
+        }
+        if refs is not None:
+            data["refs"] = list(refs)
+        spec = pipeline_spec(data)
+        self._state.add_pipeline(project, spec)
+        return spec
+
+    def load_scenario(self, scenario: Scenario | Mapping[str, Any] | str | Path) -> None:
+        """Add a scenario's projects and pipelines (its workspace and token replace the current ones)."""
+        self._state.load(load_scenario(scenario))
+
+    # --- faults and requests ----------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> Fault:
+        """Inject a fault into the matching requests to come."""
+        self._faults.add(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        self._faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The faults that can still hit."""
+        return self._faults.active()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The API requests received (control requests excluded), oldest first."""
+        return self._log.all()
+
+    def requests_to(self, method: str, path_regex: str) -> list[RecordedRequest]:
+        """Recorded requests with this method whose path (after the base path) matches the regex."""
+        return self._log.matching(method, path_regex)
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        self._log.clear()
+
+    # --- executions ------------------------------------------------------------------------------------
+
+    def executions(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+        """The pipeline's executions as the API shows them, newest first."""
+        return self._state.all_executions(project, pipeline_id)
+
+    def execution(self, project: str, pipeline_id: int, execution_id: int) -> dict[str, Any]:
+        """One execution as the API shows it."""
+        return self._state.execution_view(self._state.workspace, project, pipeline_id, execution_id)
+
+    def start_execution(self, project: str, pipeline_id: int, **run_body: Any) -> dict[str, Any]:
+        """Start a run as someone in Buddy's UI would (``triggered_on`` "CLICK"); kwargs as in the run body."""
+        return self._state.run(self._state.workspace, project, pipeline_id, run_body, triggered_on="CLICK", creator_id=BUDDY_USER_ID)
+
+    def approve_in_buddy(
+        self,
+        project: str,
+        pipeline_id: int,
+        execution_id: int,
+        variables: Sequence[Mapping[str, Any]] | Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """
+        A person approves the waiting action in Buddy's UI.
+
+        :param variables: for a "pass arguments" wait, ``[{"key", "value"}]`` or ``{key: value}``;
+            None keeps the defaults.
+        :raises ApiError: when the execution is not waiting.
+        """
+        return self._state.approve_in_buddy(project, pipeline_id, execution_id, _variables(variables))
+
+    def cache_clears(self, project: str, pipeline_id: int) -> int:
+        """How many times the pipeline's cache was cleared through the API."""
+        return self._state.cache_clears(project, pipeline_id)
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulated clock forward."""
+        self._state.advance(seconds)
+
+    def now(self) -> datetime:
+        """The emulated time."""
+        return datetime.fromtimestamp(self._state.clock.now(), tz=timezone.utc)

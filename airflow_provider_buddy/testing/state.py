@@ -1,0 +1,443 @@
+"""The emulated workspace: projects, pipelines and executions behind one lock, on an emulated clock."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_buddy.testing import runs
+from airflow_provider_buddy.testing.runs import (
+    BUDDY_USER_ID,
+    TOKEN_OWNER_ID,
+    WAITING,
+    ActionRun,
+    ApiError,
+    Execution,
+)
+from airflow_provider_buddy.testing.scenario import PipelineSpec, Scenario, VariableSpec
+from airflow_provider_buddy.testing.views import (
+    Site,
+    action_execution_view,
+    execution_view,
+    iso,
+    member,
+    pipeline_view,
+)
+
+ALL_SCOPES = frozenset({"WORKSPACE", "EXECUTION_INFO", "EXECUTION_RUN", "EXECUTION_MANAGE"})
+MAX_LOG_LIMIT = 1000
+
+
+class Clock:
+    """
+    The emulated clock: starts at the real time and runs ``speed`` emulated seconds per real second.
+
+    :param speed: emulated seconds per real second (0 freezes it; only :meth:`advance` moves it then).
+    """
+
+    def __init__(self, speed: float = 1.0) -> None:
+        if speed < 0:
+            raise ValueError("speed must not be negative")
+        self.speed = speed
+        self._origin = time.time()
+        self._monotonic = time.monotonic()
+        self._offset = 0.0
+
+    def now(self) -> float:
+        """The emulated time, in Unix seconds."""
+        return self._origin + (time.monotonic() - self._monotonic) * self.speed + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._offset += seconds
+
+
+@dataclass
+class _Project:
+    name: str
+    display_name: str
+    pipelines: dict[int, PipelineSpec] = field(default_factory=dict)
+
+
+def _page(items: Sequence[Any], page: int, per_page: int) -> list[Any]:
+    start = (page - 1) * per_page
+    return list(items[start : start + per_page])
+
+
+def _log_lines(run: ActionRun, now: float) -> list[str]:
+    lines = run.spec.log_lines()
+    if run.status in ("INITIAL", "NOT_EXECUTED", "SKIPPED") or run.start is None:
+        return []
+    if run.status == "SUCCESSFUL" or run.status in WAITING:
+        return lines
+    if run.status == "FAILED":
+        return [*lines, f"ERROR: {run.error_message}"]
+    end = now if run.status == "INPROGRESS" else (run.finish or now)
+    fraction = 1.0 if run.spec.duration <= 0 else (end - run.start) / run.spec.duration
+    shown = lines[: int(len(lines) * max(0.0, min(1.0, fraction)))]
+    if run.status == "TERMINATED":
+        shown.append("Execution terminated")
+    return shown
+
+
+class EmulatorState:
+    """
+    Everything the emulator knows; every public method takes the lock.
+
+    :param workspace: the workspace's name.
+    :param token: the only accepted token.
+    :param speed: emulated seconds per real second.
+    """
+
+    def __init__(self, workspace: str, token: str, speed: float = 1.0) -> None:
+        self.lock = threading.RLock()
+        self.clock = Clock(speed)
+        self.workspace = workspace
+        self.token = token
+        self.api_disabled = False
+        self.scopes: set[str] = set(ALL_SCOPES)
+        self.api_base = ""
+        self.created = self.clock.now()
+        self._projects: dict[str, _Project] = {}
+        self._executions: dict[tuple[str, int], list[Execution]] = {}
+        self._cache_clears: dict[tuple[str, int], int] = {}
+        self._execution_ids = itertools.count(1)
+        self._object_ids = itertools.count(1)
+        self._id_salt = hashlib.sha1(f"{workspace}:{self.created}".encode(), usedforsecurity=False).hexdigest()[:10]
+
+    # --- set-up -------------------------------------------------------------------------------------
+
+    @property
+    def site(self) -> Site:
+        """URLs of the emulated workspace."""
+        return Site(self.api_base, self.workspace)
+
+    def add_project(self, name: str, display_name: str = "") -> None:
+        """Create a project (no-op when it exists)."""
+        with self.lock:
+            if name not in self._projects:
+                self._projects[name] = _Project(name, display_name or name)
+
+    def add_pipeline(self, project: str, pipeline: PipelineSpec) -> None:
+        """Create or replace a pipeline (runs already started keep the old definition)."""
+        with self.lock:
+            self.add_project(project)
+            self._projects[project].pipelines[pipeline.id] = pipeline
+
+    def load(self, scenario: Scenario) -> None:
+        """Add a scenario's projects and pipelines and adopt its workspace and token."""
+        with self.lock:
+            self.workspace = scenario.workspace
+            self.token = scenario.token
+            for project in scenario.projects:
+                self.add_project(project.name, project.display_name)
+                for pipeline in project.pipelines:
+                    self.add_pipeline(project.name, pipeline)
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulated clock forward."""
+        with self.lock:
+            self.clock.advance(seconds)
+
+    # --- lookups --------------------------------------------------------------------------------------
+
+    def _check_workspace(self, workspace: str) -> None:
+        if workspace != self.workspace:
+            raise ApiError(404, "Workspace not found")
+
+    def _project(self, workspace: str, project: str) -> _Project:
+        self._check_workspace(workspace)
+        found = self._projects.get(project)
+        if found is None:
+            raise ApiError(404, "Project not found")
+        return found
+
+    def _pipeline(self, workspace: str, project: str, pipeline_id: int | str) -> PipelineSpec:
+        pipelines = self._project(workspace, project).pipelines
+        try:
+            found = pipelines.get(int(pipeline_id))
+        except ValueError:
+            found = None
+        if found is None:
+            raise ApiError(404, "Pipeline not found")
+        return found
+
+    def _runs(self, project: str, pipeline_id: int) -> list[Execution]:
+        now = self.clock.now()
+        executions = self._executions.get((project, pipeline_id), [])
+        for execution in executions:
+            runs.settle(execution, now)
+        return executions
+
+    def _last(self, project: str, pipeline_id: int) -> Execution | None:
+        executions = self._runs(project, pipeline_id)
+        return executions[-1] if executions else None
+
+    def _execution(self, workspace: str, project: str, pipeline_id: int | str, execution_id: int | str) -> Execution:
+        pipeline = self._pipeline(workspace, project, pipeline_id)
+        try:
+            wanted = int(execution_id)
+        except ValueError:
+            wanted = -1
+        for execution in self._runs(project, pipeline.id):
+            if execution.id == wanted:
+                return execution
+        raise ApiError(404, "Execution not found")
+
+    def _action_run(self, execution: Execution, action_execution_id: str) -> ActionRun:
+        for run in execution.actions:
+            if run.action_execution_id == action_execution_id:
+                return run
+        raise ApiError(404, "Action execution not found")
+
+    def _object_id(self, moment: float) -> str:
+        """A 24-hex id shaped like Buddy's (a MongoDB ObjectId: time, then a per-process part, then a counter)."""
+        return f"{int(moment) & 0xFFFFFFFF:08x}{self._id_salt}{next(self._object_ids) & 0xFFFFFF:06x}"
+
+    def _view(self, execution: Execution) -> dict[str, Any]:
+        last = self._last(execution.project, execution.pipeline.id)
+        return execution_view(self.site, execution, self.clock.now(), last)
+
+    # --- workspace and projects -------------------------------------------------------------------------
+
+    def workspaces_view(self) -> dict[str, Any]:
+        """``GET /workspaces``."""
+        with self.lock:
+            return {"url": f"{self.api_base}/workspaces", "workspaces": [self._workspace_short()]}
+
+    def _workspace_short(self) -> dict[str, Any]:
+        return {
+            "url": self.site.api(""),
+            "html_url": self.site.html(""),
+            "id": 1,
+            "name": self.workspace,
+            "domain": self.workspace,
+        }
+
+    def workspace_view(self, workspace: str) -> dict[str, Any]:
+        """``GET /workspaces/{ws}``."""
+        with self.lock:
+            self._check_workspace(workspace)
+            view = self._workspace_short()
+            view.update(owner_id=TOKEN_OWNER_ID, frozen=False, create_date=iso(self.created))
+            return view
+
+    def user_view(self) -> dict[str, Any]:
+        """``GET /user``: the token's owner."""
+        with self.lock:
+            return member(self.site, TOKEN_OWNER_ID)
+
+    def _project_view(self, project: _Project) -> dict[str, Any]:
+        return {
+            "url": self.site.api(f"/projects/{project.name}"),
+            "html_url": self.site.html(f"/projects/{project.name}"),
+            "name": project.name,
+            "display_name": project.display_name,
+            "status": "ACTIVE",
+        }
+
+    def projects_view(self, workspace: str) -> dict[str, Any]:
+        """``GET /workspaces/{ws}/projects``."""
+        with self.lock:
+            self._check_workspace(workspace)
+            return {
+                "url": self.site.api("/projects"),
+                "html_url": self.site.html("/projects"),
+                "projects": [self._project_view(p) for p in self._projects.values()],
+            }
+
+    def project_view(self, workspace: str, project: str) -> dict[str, Any]:
+        """``GET /workspaces/{ws}/projects/{p}``."""
+        with self.lock:
+            return self._project_view(self._project(workspace, project))
+
+    # --- pipelines ---------------------------------------------------------------------------------------
+
+    def _pipeline_view(self, project: str, pipeline: PipelineSpec, *, with_actions: bool) -> dict[str, Any]:
+        last = self._last(project, pipeline.id)
+        return pipeline_view(self.site, project, pipeline, last, self.created, with_actions=with_actions)
+
+    def pipelines_view(self, workspace: str, project: str, page: int, per_page: int) -> dict[str, Any]:
+        """``GET .../pipelines?page=&per_page=``."""
+        with self.lock:
+            found = self._project(workspace, project)
+            pipelines = _page(list(found.pipelines.values()), page, per_page)
+            return {
+                "url": self.site.api(f"/projects/{project}/pipelines"),
+                "html_url": self.site.html(f"/{project}/pipelines"),
+                "pipelines": [self._pipeline_view(project, p, with_actions=False) for p in pipelines],
+            }
+
+    def pipeline_view(self, workspace: str, project: str, pipeline_id: int | str) -> dict[str, Any]:
+        """``GET .../pipelines/{id}``."""
+        with self.lock:
+            pipeline = self._pipeline(workspace, project, pipeline_id)
+            return self._pipeline_view(project, pipeline, with_actions=True)
+
+    def clear_cache(self, workspace: str, project: str, pipeline_id: int | str, body: Any) -> dict[str, Any]:
+        """``PATCH .../pipelines/{id}`` with ``{"clear_cache": true}``."""
+        with self.lock:
+            pipeline = self._pipeline(workspace, project, pipeline_id)
+            if not isinstance(body, dict) or body.get("clear_cache") is not True:
+                raise ApiError(400, 'Only {"clear_cache": true} is supported on this pipeline')
+            key = (project, pipeline.id)
+            self._cache_clears[key] = self._cache_clears.get(key, 0) + 1
+            return self._pipeline_view(project, pipeline, with_actions=True)
+
+    def cache_clears(self, project: str, pipeline_id: int) -> int:
+        """How many times the pipeline's cache was cleared."""
+        with self.lock:
+            return self._cache_clears.get((project, pipeline_id), 0)
+
+    # --- executions -------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        workspace: str,
+        project: str,
+        pipeline_id: int | str,
+        body: Any,
+        *,
+        triggered_on: str = "API",
+        creator_id: int = TOKEN_OWNER_ID,
+    ) -> dict[str, Any]:
+        """``POST .../executions``: start a run."""
+        with self.lock:
+            pipeline = self._pipeline(workspace, project, pipeline_id)
+            if pipeline.disabled:
+                reason = f": {pipeline.disabled_reason}" if pipeline.disabled_reason else ""
+                raise ApiError(400, f"Pipeline is disabled{reason}")
+            options = runs.parse_run_options(body, pipeline)
+            now = self.clock.now()
+            selected = [a for a in pipeline.actions if options.actions_to_run is None or a.id in options.actions_to_run]
+            action_runs = [ActionRun(spec, self._object_id(now)) for spec in selected]
+            start_at = now + pipeline.enqueued_for
+            if options.delay_until is not None:
+                start_at = max(start_at, options.delay_until)
+            execution = Execution(
+                id=next(self._execution_ids),
+                object_id=self._object_id(now),
+                project=project,
+                pipeline=pipeline,
+                options=options,
+                triggered_on=triggered_on,
+                creator_id=creator_id,
+                created=now,
+                start_at=start_at,
+                actions=action_runs,
+                outcome=pipeline.outcome,
+                fail_index=runs.fail_index(action_runs, pipeline.outcome, pipeline.fail_action),
+            )
+            self._executions.setdefault((project, pipeline.id), []).append(execution)
+            runs.settle(execution, now)
+            return self._view(execution)
+
+    def executions_view(self, workspace: str, project: str, pipeline_id: int | str, page: int, per_page: int) -> dict[str, Any]:
+        """``GET .../executions?page=&per_page=``, newest first."""
+        with self.lock:
+            pipeline = self._pipeline(workspace, project, pipeline_id)
+            newest_first = list(reversed(self._runs(project, pipeline.id)))
+            total = len(newest_first)
+            return {
+                "url": self.site.api(f"/projects/{project}/pipelines/{pipeline.id}/executions"),
+                "html_url": self.site.html(f"/{project}/pipelines/pipeline/{pipeline.id}/executions"),
+                "page": page,
+                "page_size": per_page,
+                "total_page_count": math.ceil(total / per_page),
+                "element_count": len(_page(newest_first, page, per_page)),
+                "total_element_count": total,
+                "executions": [self._view(e) for e in _page(newest_first, page, per_page)],
+            }
+
+    def all_executions(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+        """Every execution of a pipeline, newest first."""
+        with self.lock:
+            pipeline = self._pipeline(self.workspace, project, pipeline_id)
+            return [self._view(e) for e in reversed(self._runs(project, pipeline.id))]
+
+    def execution_view(self, workspace: str, project: str, pipeline_id: int | str, execution_id: int | str) -> dict[str, Any]:
+        """``GET .../executions/{id}``."""
+        with self.lock:
+            return self._view(self._execution(workspace, project, pipeline_id, execution_id))
+
+    def patch_execution(
+        self,
+        workspace: str,
+        project: str,
+        pipeline_id: int | str,
+        execution_id: int | str,
+        body: Any,
+        *,
+        approver_id: int = TOKEN_OWNER_ID,
+    ) -> dict[str, Any]:
+        """``PATCH .../executions/{id}``: CANCEL, RETRY, APPLY, APPLY_VARIABLES or RUN_DELAYED."""
+        with self.lock:
+            execution = self._execution(workspace, project, pipeline_id, execution_id)
+            if not isinstance(body, dict):
+                raise ApiError(400, "Request body must be a JSON object")
+            operation = body.get("operation")
+            if operation not in runs.OPERATIONS:
+                raise ApiError(400, f"operation must be one of {', '.join(runs.OPERATIONS)}, got {operation!r}")
+            now = self.clock.now()
+            if operation == "CANCEL":
+                runs.cancel(execution, now)
+            elif operation == "RETRY":
+                runs.retry(execution, now)
+            elif operation == "RUN_DELAYED":
+                runs.run_delayed(execution, now)
+            else:
+                variables = runs.parse_variables(body.get("variables"))
+                if operation == "APPLY_VARIABLES" and not variables:
+                    raise ApiError(400, "variables are required for APPLY_VARIABLES")
+                approve_id = body.get("approve_action_id")
+                runs.approve(execution, now, str(operation), variables, approve_id, approver_id)
+            return self._view(execution)
+
+    def approve_in_buddy(self, project: str, pipeline_id: int, execution_id: int, variables: list[VariableSpec] | None) -> dict[str, Any]:
+        """A person approves the waiting action in Buddy's UI (either kind of wait)."""
+        with self.lock:
+            execution = self._execution(self.workspace, project, pipeline_id, execution_id)
+            runs.approve(execution, self.clock.now(), None, variables, None, BUDDY_USER_ID)
+            return self._view(execution)
+
+    def action_execution_view(
+        self, workspace: str, project: str, pipeline_id: int | str, execution_id: int | str, action_execution_id: str
+    ) -> dict[str, Any]:
+        """``GET .../executions/{id}/action_executions/{aeid}``."""
+        with self.lock:
+            execution = self._execution(workspace, project, pipeline_id, execution_id)
+            run = self._action_run(execution, action_execution_id)
+            return action_execution_view(self.site, execution, run, self.clock.now())
+
+    def logs_view(
+        self,
+        workspace: str,
+        project: str,
+        pipeline_id: int | str,
+        execution_id: int | str,
+        action_execution_id: str,
+        offset: int,
+        limit: int,
+    ) -> dict[str, Any]:
+        """``GET .../action_executions/{aeid}/logs?offset=&limit=``."""
+        if limit > MAX_LOG_LIMIT:
+            raise ApiError(400, f"limit must not exceed {MAX_LOG_LIMIT}")
+        with self.lock:
+            execution = self._execution(workspace, project, pipeline_id, execution_id)
+            run = self._action_run(execution, action_execution_id)
+            lines = _log_lines(run, self.clock.now())
+            chunk = lines[offset : offset + limit]
+            return {
+                "offset": offset,
+                "element_count": len(chunk),
+                "total_element_count": len(lines),
+                "logs": chunk,
+            }
