@@ -20,11 +20,17 @@ def sync_dag(dag: Any) -> None:
 
 
 def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[str, Any] | None = None) -> Any:
-    """Run ``dag`` end to end with ``dag.test()`` (tasks, deferrals and triggers in-process); returns the DagRun."""
+    """
+    Run ``dag`` end to end with ``dag.test()`` (tasks, deferrals and triggers in-process); returns the DagRun.
+
+    A given ``logical_date`` also fixes ``run_after``, so the run id is the same each time (as for a
+    task retried in the same DAG run).
+    """
     sync_dag(dag)
     kwargs: dict[str, Any] = {"run_conf": run_conf}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date
+        kwargs["run_after"] = logical_date
     return dag.test(**kwargs)
 
 

@@ -293,7 +293,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         self._check_at_parse_time()
 
     def _check_at_parse_time(self) -> None:
-        refs = [name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None]
+        refs = [name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None and not is_template(getattr(self, name))]
         if len(refs) > 1:
             raise ValueError(f"give at most one of branch, tag, pull_request (got {' and '.join(refs)})")
         if self.priority is not None and str(self.priority).upper() not in _PRIORITIES:
