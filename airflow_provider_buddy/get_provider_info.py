@@ -24,7 +24,10 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.hooks.buddy"]},
         ],
         "operators": [
-            {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.operators.buddy"]},
+            {
+                "integration-name": "Buddy.Works",
+                "python-modules": ["airflow_provider_buddy.operators.buddy", "airflow_provider_buddy.operators.approval"],
+            },
         ],
         "sensors": [
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.sensors.buddy"]},

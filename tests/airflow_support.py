@@ -57,3 +57,74 @@ def rendered_fields(dag_run: Any, task_id: str) -> dict[str, Any]:
     with create_session() as session:
         row = session.get(RenderedTaskInstanceFields, (dag_run.dag_id, task_id, dag_run.run_id, -1))
         return dict(row.rendered_fields) if row is not None else {}
+
+
+class HitlResponder:
+    """
+    Answers a human-in-the-loop request the way a person's browser does: through Airflow's REST API
+    (``PATCH .../hitlDetails``) served by the real api-server app, from a background thread while
+    ``dag.test()`` runs in the main thread.
+
+    :param client: a client for the api-server app (see :func:`api_client`).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.answers: list[tuple[int, Any]] = []
+        self.details: dict[str, Any] = {}
+        self._threads: list[Any] = []
+
+    def answer(
+        self,
+        dag_id: str,
+        task_id: str,
+        choice: str,
+        *,
+        params_input: dict[str, Any] | None = None,
+        before: Any = None,
+        timeout: float = 60.0,
+    ) -> None:
+        """In the background: wait until ``task_id`` awaits input, run ``before()``, then answer ``choice``."""
+        import threading
+        import time
+
+        def run() -> None:
+            from sqlalchemy import select
+
+            from airflow.models.taskinstance import TaskInstance
+            from airflow.utils.session import create_session
+            from airflow.utils.state import TaskInstanceState
+
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with create_session() as session:
+                    ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id))
+                    state, run_id = (ti.state, ti.run_id) if ti is not None else (None, None)
+                if state == TaskInstanceState.AWAITING_INPUT:
+                    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
+                    self.details[task_id] = self.client.get(path).json()
+                    if before is not None:
+                        before()
+                    response = self.client.patch(path, json={"chosen_options": [choice], "params_input": params_input or {}})
+                    self.answers.append((response.status_code, response.json()))
+                    return
+                time.sleep(0.2)
+            self.answers.append((0, f"{task_id} never awaited input"))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        """Wait for every answer thread."""
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def api_client() -> Any:
+    """A client for Airflow's real api-server app (public REST API), sharing the test metadata DB."""
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    return TestClient(create_app())

@@ -102,3 +102,11 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.resetdb()
+
+
+@pytest.fixture(scope="session")
+def airflow_api(airflow_db: None) -> object:
+    """Airflow's api-server app (created once: it takes seconds), for answering HITL requests over its REST API."""
+    from tests.airflow_support import api_client
+
+    return api_client()

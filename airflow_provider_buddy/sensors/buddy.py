@@ -12,7 +12,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import BuddyExecutionLink
-from airflow_provider_buddy.params import check_positive_int, default_deferrable, is_template, non_empty, positive_int
+from airflow_provider_buddy.params import check_positive_int, default_deferrable, is_template, non_empty, pipeline_ref, positive_int
 from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, resumed_pipeline_id
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
 
@@ -31,7 +31,7 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
     ``skipped_is_success``.
 
     :param project_name: the project's name id (templated).
-    :param pipeline_id: the pipeline's numeric id (templated).
+    :param pipeline_id: the pipeline's int id, identifier or name (templated).
     :param execution_id: the execution to wait on (templated: ``"{{ ti.xcom_pull('run') }}"`` works).
     :param workspace: overrides the connection's workspace (templated).
     :param buddy_conn_id: the Airflow connection.
@@ -81,9 +81,11 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         non_empty(project_name, "project_name")
-        check_positive_int(pipeline_id, "pipeline_id")
+        if not is_template(pipeline_id):
+            pipeline_ref(pipeline_id)
         check_positive_int(execution_id, "execution_id")
         self._approved: set[str] = set()
+        self._resolved_pipeline_id: int | None = None
 
     @cached_property
     def hook(self) -> BuddyHook:
@@ -91,7 +93,12 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         return BuddyHook(self.buddy_conn_id)
 
     def _ids(self) -> tuple[int, int]:
-        return positive_int(self.pipeline_id, "pipeline_id"), positive_int(self.execution_id, "execution_id")
+        if self._resolved_pipeline_id is None:
+            ref = pipeline_ref(self.pipeline_id)
+            if not isinstance(ref, int):
+                ref = self.hook.find_pipeline(self.project_name, ref, workspace=self.workspace).id
+            self._resolved_pipeline_id = ref
+        return self._resolved_pipeline_id, positive_int(self.execution_id, "execution_id")
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One look at the execution (sync hook); approves when the policy says so."""

@@ -188,6 +188,8 @@ def settle(execution: Execution, now: float) -> None:
         wait_status = WAIT_TYPES.get(run.spec.type)
         if wait_status is not None:
             run.status = wait_status
+            if wait_status == "WAITING_FOR_VARIABLES":
+                run.passed_variables = list(run.spec.variables)  # what the prompt asks for, with defaults
             shown_on_execution = execution.pipeline.wait_shown_on == "execution"
             execution.status = wait_status if shown_on_execution else "INPROGRESS"
             return

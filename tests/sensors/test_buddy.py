@@ -166,6 +166,7 @@ def test_execution_id_templated_from_upstream_xcom(emulator: BuddyEmulator) -> N
         ({"execution_id": 0}, "execution_id must be a positive whole number"),
         ({"execution_id": "abc"}, "execution_id must be a positive whole number"),
         ({"pipeline_id": -1}, "pipeline_id must be a positive whole number"),
+        ({"pipeline_id": ""}, "pipeline_id must be a non-empty string"),
         ({"project_name": " "}, "project_name must be a non-empty string"),
         ({"approval_variables": "KEY=1"}, "approval_variables"),
         ({"log_tail_lines": -5}, "log_tail_lines"),

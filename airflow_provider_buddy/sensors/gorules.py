@@ -1,0 +1,94 @@
+"""``GoRulesRunSensor``: wait on a GoRules BRMS deployment workflow run, in poke or deferrable mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.bases.sensor import PokeReturnValue
+
+from airflow_provider_buddy.gorules_task_waiting import GoRulesWaitingMixin
+from airflow_provider_buddy.gorules_waiting import gorules_policy
+from airflow_provider_buddy.hooks.gorules import GoRulesHook
+from airflow_provider_buddy.params import default_deferrable, is_template, non_empty
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
+    """
+    Waits until a GoRules deployment workflow run is ``completed`` — or waits for a review, per ``on_approval``.
+
+    Returns (XCom) ``{"run_id", "status", "project_id", "release_id", "release", "run_url", "jobs"}``
+    (plus ``waiting_environments`` when it ends at a review gate). A ``failure`` or ``cancelled`` run
+    fails the task with the run's jobs, environments and reviewers in the message.
+
+    :param project_id: the BRMS project's id (templated).
+    :param run_id: the run to wait on (templated: ``"{{ ti.xcom_pull(task_ids='deploy', key='run_id') }}"``).
+    :param gorules_conn_id: the Airflow connection.
+    :param on_approval: what to do when the run waits for a review: ``wait`` for a reviewer in the BRMS,
+        ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
+        whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("project_id", "run_id")
+    ui_color = "#3b5bdb"
+
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        run_id: str,
+        gorules_conn_id: str = GoRulesHook.default_conn_name,
+        on_approval: str = "wait",
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 30.0)
+        super().__init__(**kwargs)
+        self.project_id = project_id
+        self.run_id = run_id
+        self.gorules_conn_id = gorules_conn_id
+        self.on_approval = gorules_policy(on_approval).value
+        self.cancel_on_kill = False
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        for name in ("project_id", "run_id"):
+            value = getattr(self, name)
+            if not is_template(value):
+                non_empty(value, name)
+
+    @cached_property
+    def hook(self) -> GoRulesHook:
+        """The GoRules hook."""
+        return GoRulesHook(self.gorules_conn_id)
+
+    def _ids(self) -> tuple[str, str]:
+        return non_empty(self.project_id, "project_id"), non_empty(self.run_id, "run_id")
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One look at the run (sync hook)."""
+        project_id, run_id = self._ids()
+        payload = self.poll_once(project_id, run_id)
+        if payload is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload))
+
+    def execute(self, context: Context) -> Any:
+        """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
+        if not self.deferrable:
+            return super().execute(context)
+        project_id, run_id = self._ids()
+        payload = self.poll_once(project_id, run_id)
+        if payload is not None:
+            return self.finish_wait(context, payload)
+        end_time = time.time() + float(self.timeout) if self.timeout else None
+        self.defer_wait(project_id, run_id, float(self.poke_interval), end_time=end_time)
+
+    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
+        """Called when the trigger fires: the same results as poke mode."""
+        return self.finish_wait(context, event)
