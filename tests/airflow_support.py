@@ -89,18 +89,23 @@ class HitlResponder:
         import time
 
         def run() -> None:
-            from sqlalchemy import select
-
             from airflow.models.taskinstance import TaskInstance
             from airflow.utils.session import create_session
             from airflow.utils.state import TaskInstanceState
+            from sqlalchemy import select
 
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 with create_session() as session:
-                    ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id))
-                    state, run_id = (ti.state, ti.run_id) if ti is not None else (None, None)
-                if state == TaskInstanceState.AWAITING_INPUT:
+                    ti = session.scalar(
+                        select(TaskInstance).where(
+                            TaskInstance.dag_id == dag_id,
+                            TaskInstance.task_id == task_id,
+                            TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                        )
+                    )
+                    run_id = ti.run_id if ti is not None else None
+                if run_id is not None:
                     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
                     self.details[task_id] = self.client.get(path).json()
                     if before is not None:
@@ -123,8 +128,7 @@ class HitlResponder:
 
 def api_client() -> Any:
     """A client for Airflow's real api-server app (public REST API), sharing the test metadata DB."""
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
 
     return TestClient(create_app())

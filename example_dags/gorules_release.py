@@ -1,0 +1,91 @@
+"""
+Rules release with GoRules BRMS: deploy a release to staging, wait, a person decides, cancel on reject.
+
+1. ``deploy_to_staging`` — deploy release ``params.release_id`` of project ``params.project_id`` to the
+                           staging environment (``params.environment_id``) and wait without holding a
+                           worker (deferrable) for the deployment workflow run it creates.
+                           ``on_approval="succeed"`` ends the task as soon as the run waits for the
+                           environment's review, with the environments pending review in its XCom
+                           ``summary``; a retry re-attaches to the same run instead of deploying again,
+                           and a timeout cancels the run.
+2. ``gate``              — the Airflow gate, in the "Required actions" view (human-in-the-loop):
+                           "Promote" or "Reject". Unanswered after a day, it rejects.
+3. ``wait_for_rollout``  — Promote: wait (deferrable) until the run completes. The BRMS review itself is
+                           approved by a reviewer in the BRMS UI: the API documents no approve call.
+4. ``cancel_rollout``    — Reject: cancel the run, with the comment the API requires.
+
+Params: ``project_id``, ``release_id``, ``environment_id`` (ids from the BRMS). Connection
+``gorules_default`` (type ``gorules``): host = the BRMS URL (``https://{customer}.gorules.io`` or a
+self-hosted URL, with or without ``/api``), password = a personal access token of that BRMS instance.
+The file only builds the DAG (no I/O at import), so it parses in well under a second.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.hitl import HITLBranchOperator
+from airflow.sdk import DAG, Param
+
+from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
+from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
+
+PROJECT = "{{ params.project_id }}"
+RUN_ID = "{{ ti.xcom_pull(task_ids='deploy_to_staging', key='run_id') }}"
+
+with DAG(
+    dag_id="gorules_release",
+    description="Deploy a GoRules rules release to staging, gate it in Airflow, cancel on reject",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["gorules", "release"],
+    params={
+        "project_id": Param(type="string", minLength=1, description="BRMS project id"),
+        "release_id": Param(type="string", minLength=1, description="Release to deploy"),
+        "environment_id": Param(type="string", minLength=1, description="Id of the staging environment"),
+    },
+) as dag:
+    deploy = GoRulesDeployReleaseOperator(
+        task_id="deploy_to_staging",
+        project_id=PROJECT,
+        release_id="{{ params.release_id }}",
+        environment_id="{{ params.environment_id }}",
+        comment="Rules release from Airflow ({{ dag.dag_id }}, {{ run_id }})",
+        on_approval="succeed",
+        deferrable=True,
+        poll_interval=15,
+        retries=2,
+        execution_timeout=timedelta(hours=1),
+    )
+
+    gate = HITLBranchOperator(
+        task_id="gate",
+        subject="Promote GoRules release {{ params.release_id }}?",
+        body=(
+            "Deployment workflow run " + RUN_ID + " is on staging or waits for its review there. "
+            "Promote: wait for it to complete (approve the review in the BRMS). Reject: cancel it."
+        ),
+        options=["Promote", "Reject"],
+        options_mapping={"Promote": "wait_for_rollout", "Reject": "cancel_rollout"},
+        defaults=["Reject"],
+        response_timeout=timedelta(days=1),
+    )
+
+    wait_for_rollout = GoRulesRunSensor(
+        task_id="wait_for_rollout",
+        project_id=PROJECT,
+        run_id=RUN_ID,
+        deferrable=True,
+        poke_interval=30,
+        timeout=6 * 3600,
+    )
+
+    cancel_rollout = GoRulesCancelRunOperator(
+        task_id="cancel_rollout",
+        project_id=PROJECT,
+        run_id=RUN_ID,
+        comment="Rejected at the Airflow gate of {{ dag.dag_id }} ({{ run_id }})",
+    )
+
+    deploy >> gate >> [wait_for_rollout, cancel_rollout]
