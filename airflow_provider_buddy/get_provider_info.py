@@ -16,14 +16,18 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "connection-types": [
             {"connection-type": "buddy", "hook-class-name": "airflow_provider_buddy.hooks.buddy.BuddyHook"},
+            {"connection-type": "gorules", "hook-class-name": "airflow_provider_buddy.hooks.gorules.GoRulesHook"},
         ],
         "integrations": [
             {"integration-name": "Buddy.Works", "external-doc-url": "https://buddy.works/docs/api", "tags": ["software"]},
+            {"integration-name": "GoRules BRMS", "external-doc-url": "https://docs.gorules.io/api-reference/introduction", "tags": ["software"]},
         ],
         "hooks": [
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.hooks.buddy"]},
+            {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.hooks.gorules"]},
         ],
         "operators": [
+            {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.operators.gorules"]},
             {
                 "integration-name": "Buddy.Works",
                 "python-modules": ["airflow_provider_buddy.operators.buddy", "airflow_provider_buddy.operators.approval"],
@@ -31,9 +35,11 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.sensors.buddy"]},
+            {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.sensors.gorules"]},
         ],
         "triggers": [
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.triggers.buddy"]},
+            {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.triggers.gorules"]},
         ],
         "extra-links": ["airflow_provider_buddy.links.BuddyExecutionLink"],
     }

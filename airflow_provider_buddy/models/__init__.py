@@ -15,6 +15,16 @@ from airflow_provider_buddy.models.buddy import (
     variables_from,
 )
 from airflow_provider_buddy.models.buddy_status import ExecutionStatus, StatusGroup, WaitKind, status_group, wait_kind
+from airflow_provider_buddy.models.gorules import (
+    DeployResult,
+    EnvironmentRef,
+    Job,
+    Release,
+    ReleaseRef,
+    Run,
+    UserRef,
+    run_status_group,
+)
 
 __all__ = [
     "Action",
@@ -32,4 +42,13 @@ __all__ = [
     "status_group",
     "variables_from",
     "wait_kind",
+    # GoRules BRMS
+    "DeployResult",
+    "EnvironmentRef",
+    "Job",
+    "Release",
+    "ReleaseRef",
+    "Run",
+    "UserRef",
+    "run_status_group",
 ]

@@ -21,6 +21,7 @@ from airflow_provider_buddy.exceptions import (
     BuddyConnectionError,
     BuddyError,
     BuddyResponseError,
+    BuddyServerError,
 )
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
@@ -290,6 +291,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         self.package_version = package_version
         self.delay_until = delay_until
         self.reattach_on_retry = reattach_on_retry
+        self._ended_marked_run: int | None = None
         self._check_at_parse_time()
 
     def _check_at_parse_time(self) -> None:
@@ -368,11 +370,12 @@ class BuddyRunPipelineOperator(_WaitingOperator):
     def _start(self, pipeline_id: int, marker: str, request: RunPipelineRequest) -> Execution:
         try:
             execution = self.hook.run_pipeline(self.project_name, pipeline_id, request, workspace=self.workspace)
-        except (BuddyConnectionError, BuddyResponseError) as exc:
-            # The POST may have reached Buddy: look for the run it would have started before failing.
+        except (BuddyConnectionError, BuddyResponseError, BuddyServerError) as exc:
+            # The POST may have reached Buddy (a lost, garbled or 5xx answer): look for the run it would have
+            # started before failing. An earlier try's run that had already ended is not that run.
             self.log.warning("The run request's answer was lost (%s); looking for the run by its marker", exc)
             found = self.find_marked_run(pipeline_id, marker, include_finished=True)
-            if found is None:
+            if found is None or found.id == self._ended_marked_run:
                 raise
             self.log.info("Found %s: the run request did reach Buddy", describe_execution(found))
             return found
@@ -392,6 +395,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
             if execution.comment and marker in execution.comment:
                 if include_finished or not execution.is_finished:
                     return execution
+                self._ended_marked_run = execution.id
                 self.log.info("This task's earlier %s already ended (%s); starting a new run", describe_execution(execution), execution.status)
                 return None
         return None

@@ -158,6 +158,10 @@ def build_api(state: EmulatorState) -> Starlette:
         ),
         Route(action_execution + "/logs", endpoint(info, logs), methods=["GET"]),
     ]
+    from airflow_provider_buddy.testing.gorules_app import gorules_routes
+    from airflow_provider_buddy.testing.gorules_state import gorules_state
+
+    routes.extend(gorules_routes(gorules_state(state)))  # GoRules BRMS, served by the same server
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 
 

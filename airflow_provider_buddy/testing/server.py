@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_buddy.testing.faults import Fault, FaultBook
+from airflow_provider_buddy.testing.gorules_emulator import GoRulesEmulatorMixin
 from airflow_provider_buddy.testing.recording import RecordedRequest, RequestLog
 from airflow_provider_buddy.testing.runs import BUDDY_USER_ID
 from airflow_provider_buddy.testing.scenario import (
@@ -45,9 +46,10 @@ def _variables(values: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -
     return [VariableSpec.model_validate(dict(v)) for v in values]
 
 
-class BuddyEmulator:
+class BuddyEmulator(GoRulesEmulatorMixin):
     """
     A local Buddy.Works REST API for tests and offline DAG runs: a real HTTP server on ``host``.
+    It serves the GoRules BRMS API too (see :class:`GoRulesEmulatorMixin` for its Python API).
 
     Use it as a context manager (or call :meth:`start` / :meth:`stop`)::
 

@@ -1,17 +1,19 @@
-"""``BuddyExecutionTrigger``: waits on a Buddy execution in the triggerer, holding no worker."""
+"""``BuddyExecutionTrigger``: waits on a Buddy execution in the triggerer, holding no worker.
+
+The wait loop (deadline, backoff, error events, exactly one event) is :class:`PollingTrigger`'s; this
+module says how to read a Buddy execution, decide, approve and cancel.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
-
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.models.buddy import Execution, variables_from
 from airflow_provider_buddy.models.buddy_status import WaitKind
+from airflow_provider_buddy.triggers._base import MAX_BACKOFF, Poll, PollingTrigger
 from airflow_provider_buddy.triggers._poller import SharedPoller, buddy_hook, execution_key, read_execution
 from airflow_provider_buddy.waiting import (
     DEFAULT_LOG_TAIL,
@@ -24,10 +26,13 @@ from airflow_provider_buddy.waiting import (
     event_payload,
 )
 
-MAX_BACKOFF = 300.0
+__all__ = ["MAX_BACKOFF", "BuddyExecutionTrigger"]
+
+CANCEL_ATTEMPTS = 3
+"""How many times a cancel (on timeout or kill) is tried when Buddy does not answer it well."""
 
 
-class BuddyExecutionTrigger(BaseTrigger):
+class BuddyExecutionTrigger(PollingTrigger):
     """
     Polls one Buddy execution until it ends (or stops for a person, per ``on_approval``), then fires
     exactly one event. Transient trouble (network, 429, 5xx) never ends the wait; 401/403/404 end it
@@ -92,6 +97,7 @@ class BuddyExecutionTrigger(BaseTrigger):
         self.approved_action_ids = sorted(approved_action_ids or [])
         self._approved: set[str] = set(self.approved_action_ids)
         self._key = execution_key(buddy_conn_id, workspace, project_name, self.pipeline_id, self.execution_id)
+        self._last_message = ""
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and plain kwargs: the connection id, never a token."""
@@ -115,84 +121,54 @@ class BuddyExecutionTrigger(BaseTrigger):
             },
         )
 
-    # ---- the wait ------------------------------------------------------------------------------
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until the wait ends; yield exactly one event."""
-        poller = SharedPoller.for_running_loop()
-        self.log.info(
-            "Waiting in the triggerer on Buddy execution %s of pipeline %s in project %r (poll every %.0fs, on_approval=%s)",
-            self.execution_id, self.pipeline_id, self.project_name, self.poll_interval, self.on_approval,
+    # ---- the wait (the loop itself is PollingTrigger's) -------------------------------------------
+    @property
+    def subject(self) -> str:
+        """``Buddy execution N``."""
+        return f"Buddy execution {self.execution_id}"
+
+    @property
+    def read_key(self) -> Hashable:
+        """The shared-read key of the execution."""
+        return self._key
+
+    def describe_wait(self) -> str:
+        """The line logged when the wait starts."""
+        return (
+            f"Waiting in the triggerer on Buddy execution {self.execution_id} of pipeline {self.pipeline_id} "
+            f"in project {self.project_name!r} (poll every {self.poll_interval:.0f}s, on_approval={self.on_approval})"
         )
-        async with poller.lease():
-            try:
-                payload = await self._wait(poller)
-            except Exception as exc:  # never crash the triggerer: report and end
-                self.log.exception("Unexpected error while waiting on Buddy execution %s", self.execution_id)
-                payload = self._error(f"unexpected {type(exc).__name__} while waiting: {exc}")
-            finally:
-                poller.forget(self._key)
-        # What the task needs to resume (Airflow's dag.test passes only the event back, not defer kwargs).
-        payload.setdefault("pipeline_id", self.pipeline_id)
-        payload.setdefault("end_time", self.end_time)
-        payload.setdefault("approved_action_ids", sorted(self._approved))
-        yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
-    async def _wait(self, poller: SharedPoller) -> dict[str, Any]:
-        policy = ApprovalPolicy(self.on_approval)
-        loop = asyncio.get_running_loop()
-        next_poll = loop.time()
-        approved = self._approved = set(self.approved_action_ids)
-        streak = 0
-        last_message = ""
-        while True:
-            if self.end_time is not None and time.time() >= self.end_time:
-                return await self._timed_out(poller)
-            try:
-                execution = await read_execution(
-                    poller, self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id,
-                    max_age=self.poll_interval * 0.9,
-                )
-            except ProviderApiError as exc:
-                if not exc.transient:
-                    return self._error(str(exc), exc.kind)
-                streak += 1
-                delay = self._backoff(streak, exc.retry_after)
-                if streak == 1:
-                    self.log.warning("Buddy is not answering well (%s); still waiting, retrying in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-                next_poll = loop.time()
-                continue
-            if streak:
-                self.log.info("Buddy answers again after %d failed polls", streak)
-                streak = 0
-            decision = decide(
-                execution,
-                policy,
-                has_approval_variables=bool(self.approval_variables),
-                approved_action_ids=frozenset(approved),
-                skipped_is_success=self.skipped_is_success,
-            )
-            if decision.step is Step.FINISH:
-                return await self._finish(poller, execution, decision)
-            if decision.step is Step.APPROVE:
-                if await self._approve(poller, execution, decision):
-                    approved.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
-                    next_poll = loop.time() + min(self.poll_interval, 1.0)
-            elif decision.message and decision.message != last_message:
-                self.log.info("%s", decision.message)
-            last_message = decision.message or last_message
-            if execution.status is not None and execution.status_group.value == "unknown":
-                self.log.info("Buddy reported status %r, unknown to this provider; reading it as still going", execution.status)
-            next_poll = max(next_poll + self.poll_interval, loop.time()) if decision.step is not Step.APPROVE else next_poll
-            await asyncio.sleep(max(0.0, next_poll - loop.time()))
+    def resume_fields(self) -> dict[str, Any]:
+        """What the task needs to resume (Airflow's dag.test passes only the event back, not defer kwargs)."""
+        return {"pipeline_id": self.pipeline_id, "end_time": self.end_time, "approved_action_ids": sorted(self._approved)}
 
-    def _backoff(self, streak: int, retry_after: float | None) -> float:
-        delay = min(self.poll_interval * float(2 ** min(streak - 1, 10)), MAX_BACKOFF)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_BACKOFF))
-        if self.end_time is not None:
-            delay = min(delay, max(0.0, self.end_time - time.time()))
-        return delay
+    async def poll(self, poller: SharedPoller) -> Poll:
+        """Read the execution once (shared with every waiter on it), decide, approve when the policy says so."""
+        execution = await read_execution(
+            poller, self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id,
+            max_age=self.poll_interval * 0.9,
+        )
+        decision = decide(
+            execution,
+            ApprovalPolicy(self.on_approval),
+            has_approval_variables=bool(self.approval_variables),
+            approved_action_ids=frozenset(self._approved),
+            skipped_is_success=self.skipped_is_success,
+        )
+        if decision.step is Step.FINISH:
+            return Poll.done(await self._finish(poller, execution, decision))
+        next_in: float | None = None
+        if decision.step is Step.APPROVE:
+            if await self._approve(poller, execution, decision):
+                self._approved.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
+                next_in = min(self.poll_interval, 1.0)
+        elif decision.message and decision.message != self._last_message:
+            self.log.info("%s", decision.message)
+        self._last_message = decision.message or self._last_message
+        if execution.status is not None and execution.status_group.value == "unknown":
+            self.log.info("Buddy reported status %r, unknown to this provider; reading it as still going", execution.status)
+        return Poll.again(next_in)
 
     async def _approve(self, poller: SharedPoller, execution: Execution, decision: Decision) -> bool:
         hook = await buddy_hook(poller, self.buddy_conn_id)
@@ -248,40 +224,33 @@ class BuddyExecutionTrigger(BaseTrigger):
             self.log.warning("Could not fetch the failed action's log: %s", exc)
         return details
 
-    async def _timed_out(self, poller: SharedPoller) -> dict[str, Any]:
-        message = f"Gave up waiting on Buddy execution {self.execution_id}: the deadline passed"
-        execution: Execution | None = None
-        if self.cancel_on_timeout:
-            execution, note = await self._cancel_if_going(poller)
-            message += f"; {note}"
-        else:
-            message += "; the execution was left going (cancel_on_timeout is off)"
-        self.log.warning("%s", message)
-        return event_payload(execution, Decision(Step.FINISH, EventStatus.TIMEOUT, message), execution_id=self.execution_id)
+    def timeout_payload(self, current: Any, message: str) -> dict[str, Any]:
+        """A ``timeout`` event, with the execution's last state when the cancel read it."""
+        return event_payload(current, Decision(Step.FINISH, EventStatus.TIMEOUT, message), execution_id=self.execution_id)
 
-    async def _cancel_if_going(self, poller: SharedPoller) -> tuple[Execution | None, str]:
-        try:
-            hook = await buddy_hook(poller, self.buddy_conn_id)
-            current = await hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
-            if current.is_finished:
-                return current, f"it had already ended ({current.status})"
-            cancelled = await hook.acancel_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
-            return cancelled, f"cancelled {describe_execution(cancelled)}"
-        except ProviderApiError as exc:
-            return None, f"could not cancel it: {exc}"
+    async def cancel_if_going(self, poller: SharedPoller) -> tuple[Execution | None, str]:
+        """Cancel the execution unless it already ended. After a transient failure it reads the execution
+        again and tries again (a CANCEL whose answer was lost then shows as TERMINATED, never sent twice)."""
+        failure: ProviderApiError | None = None
+        for attempt in range(CANCEL_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(min(self.poll_interval, 1.0))
+            try:
+                hook = await buddy_hook(poller, self.buddy_conn_id)
+                current = await hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
+                if current.is_finished:
+                    return current, f"it had already ended ({current.status})"
+                cancelled = await hook.acancel_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
+                return cancelled, f"cancelled {describe_execution(cancelled)}"
+            except ProviderApiError as exc:
+                failure = exc
+                if not exc.transient:
+                    break
+        return None, f"could not cancel it: {failure}"
 
-    def _error(self, message: str, kind: ErrorKind | None = None) -> dict[str, Any]:
+    def error_payload(self, message: str, kind: ErrorKind | None) -> dict[str, Any]:
+        """An ``error`` event naming the error kind."""
         decision = Decision(Step.FINISH, EventStatus.ERROR, message)
         payload = event_payload(None, decision, execution_id=self.execution_id)
         payload["error_kind"] = kind.value if kind is not None else None
         return payload
-
-    async def on_kill(self) -> None:
-        """Airflow 3.3+: the task was killed while deferred; cancel the execution when asked to."""
-        if not self.cancel_on_kill:
-            self.log.info("Task killed; Buddy execution %s left going (cancel_on_kill is off)", self.execution_id)
-            return
-        poller = SharedPoller.for_running_loop()
-        async with poller.lease():
-            _, note = await self._cancel_if_going(poller)
-        self.log.warning("Task killed while waiting on Buddy execution %s: %s", self.execution_id, note)

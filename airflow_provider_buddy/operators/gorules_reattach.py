@@ -1,0 +1,86 @@
+"""Finding the GoRules run a deploy created, or the one an earlier try of the task created (no I/O here).
+
+The deploy call's answer is not documented and the BRMS has no idempotency key, so a run is recognised
+by what it is about (this release, this environment), by the task's marker when the deploy comment
+shows up in the run (:mod:`airflow_provider_buddy.operators.reattach`), and by not having existed before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from airflow_provider_buddy.models.gorules import Run
+
+
+def created_at(run: Run) -> datetime | None:
+    """The run's ``createdAt`` as an aware datetime, or None when absent or unreadable."""
+    text = (run.created_at or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def newest_first(runs: Iterable[Run]) -> list[Run]:
+    """Runs sorted newest first by ``createdAt`` (unreadable dates last, original order kept among equals)."""
+
+    def order(pair: tuple[int, Run]) -> tuple[bool, float, int]:
+        moment = created_at(pair[1])
+        return (moment is None, -moment.timestamp() if moment is not None else 0.0, pair[0])
+
+    return [run for _, run in sorted(enumerate(runs), key=order)]
+
+
+def looks_oldest_first(runs: list[Run]) -> bool:
+    """True when a listing runs from old to new (so a truncated one may miss the newest runs)."""
+    first, last = (created_at(runs[0]), created_at(runs[-1])) if runs else (None, None)
+    return first is not None and last is not None and first < last
+
+
+def about(run: Run, release_id: str, environment_id: str) -> bool:
+    """True when ``run`` deploys ``release_id`` to ``environment_id`` (a run without jobs is given the benefit of the doubt)."""
+    if run.release_id is not None and run.release_id != release_id:
+        return False
+    return not run.jobs or run.targets_environment(environment_id)
+
+
+def marked(run: Run, marker: str) -> bool:
+    """True when the task's marker shows up anywhere in the run (name, job events or data)."""
+    return any(marker in text for text in run.texts())
+
+
+def earlier_try_run(runs: Iterable[Run], release_id: str, environment_id: str, marker: str, *, retry_since: datetime | None) -> tuple[Run | None, str]:
+    """
+    The still-going run an earlier try of this task instance created, and how it was recognised.
+
+    :param runs: the project's recent runs.
+    :param release_id: the release the task deploys.
+    :param environment_id: the environment it deploys to.
+    :param marker: the task instance's marker (found when the BRMS shows the deploy comment).
+    :param retry_since: on a retry, when the DAG run started: a going run of this release to this
+        environment created since then is taken as the earlier try's (None on a first try).
+    """
+    going = [run for run in newest_first(runs) if about(run, release_id, environment_id) and not run.is_finished]
+    for run in going:
+        if marked(run, marker):
+            return run, "its deploy comment carries this task instance's marker"
+    if retry_since is not None:
+        for run in going:
+            moment = created_at(run)
+            if moment is None or moment >= retry_since:
+                return run, "it deploys the same release to the same environment and was created during this DAG run, by an earlier try"
+    return None, ""
+
+
+def new_run(runs: Iterable[Run], known_ids: set[str], release_id: str, environment_id: str, marker: str | None = None) -> Run | None:
+    """The run a deploy just created: one about this release and environment that did not exist before (marked ones first)."""
+    fresh = [run for run in newest_first(runs) if run.id not in known_ids and about(run, release_id, environment_id)]
+    if marker is not None:
+        for run in fresh:
+            if marked(run, marker):
+                return run
+    return fresh[0] if fresh else None

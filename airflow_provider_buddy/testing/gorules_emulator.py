@@ -1,0 +1,95 @@
+"""The Python API of the emulated GoRules BRMS, mixed into :class:`BuddyEmulator` (one server serves both).
+
+Example::
+
+    with BuddyEmulator(token="t", speed=20.0) as emu:
+        project = emu.add_gorules_project("pricing", environments=["dev", {"key": "staging", "review": True}])
+        release = emu.add_release(project["id"], "Pricing rules", "1.4.0")
+        # GoRules connection: host=emu.url (the client adds /api), password="t"
+        ...
+        emu.review_in_gorules(project["id"], run_id, "staging")           # a reviewer approves in the BRMS UI
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_buddy.testing.gorules_state import GoRulesState, gorules_state
+from airflow_provider_buddy.testing.state import EmulatorState
+
+DEFAULT_ENVIRONMENTS: tuple[Mapping[str, Any], ...] = (
+    {"key": "dev", "name": "Development"},
+    {"key": "staging", "name": "Staging", "review": True},
+    {"key": "production", "name": "Production", "review": True},
+)
+
+
+class GoRulesEmulatorMixin:
+    """GoRules BRMS projects, releases and runs on the emulator (its clock, lock and token are shared)."""
+
+    _state: EmulatorState
+
+    @property
+    def gorules(self) -> GoRulesState:
+        """The emulated BRMS's state (for advanced use; the methods below cover the usual needs)."""
+        return gorules_state(self._state)
+
+    def add_gorules_project(
+        self,
+        name: str = "rules",
+        environments: Sequence[Mapping[str, Any] | str] = DEFAULT_ENVIRONMENTS,
+        *,
+        project_id: str | None = None,
+        deploy_answer: str = "run",
+        comment_visible: bool = True,
+    ) -> dict[str, Any]:
+        """
+        Create a BRMS project.
+
+        :param name: the project's name.
+        :param environments: its environments, in workflow order: a key, or ``{"key", "name", "review",
+            "duration", "fails", "error", "id"}`` (``review``: deployments wait for a reviewer;
+            ``duration``: emulated seconds a deployment takes; ``fails``: it ends in failure).
+        :param project_id: its id (a new uuid by default).
+        :param deploy_answer: what the deploy call answers: ``run``, ``id`` (``{"id"}``) or ``empty`` (``{}``).
+        :param comment_visible: whether a deploy comment shows in the job's ``data``.
+        :returns: ``{"id", "name", "environments": {key: environment_id}}``.
+        """
+        return self.gorules.add_project(
+            name, environments, project_id=project_id, deploy_answer=deploy_answer, comment_visible=comment_visible
+        )
+
+    def add_release(self, project_id: str, name: str, version: str, *, release_id: str | None = None, description: str = "") -> str:
+        """Create a published release in a BRMS project; returns its id."""
+        return self.gorules.add_release(project_id, name, version, release_id=release_id, description=description)
+
+    def configure_gorules_project(self, project_id: str, *, deploy_answer: str | None = None, comment_visible: bool | None = None) -> None:
+        """Change what the project's deploy call answers, or whether it shows the deploy comment."""
+        self.gorules.configure(project_id, deploy_answer=deploy_answer, comment_visible=comment_visible)
+
+    def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
+        """The project's runs as the API shows them, newest first."""
+        return self.gorules.all_runs(project_id)
+
+    def gorules_run(self, project_id: str, run_id: str) -> dict[str, Any]:
+        """One run as the API shows it."""
+        return self.gorules.run_view(project_id, run_id)
+
+    def start_gorules_run(self, project_id: str, release_id: str, environments: Sequence[str], comment: str | None = None) -> dict[str, Any]:
+        """Start a workflow run over ``environments`` (keys or ids, in order), as someone in the BRMS UI would."""
+        return self.gorules.start_run(project_id, release_id, environments, comment)
+
+    def review_in_gorules(
+        self, project_id: str, run_id: str, environment_key: str, approve: bool = True, comment: str | None = None
+    ) -> dict[str, Any]:
+        """
+        A reviewer answers the pending review of the run's job for ``environment_key`` in the BRMS UI.
+
+        :raises ApiError: when that job is not waiting for a review.
+        """
+        return self.gorules.review(project_id, run_id, environment_key, approve=approve, comment=comment)
+
+    def gorules_deployed(self, project_id: str) -> dict[str, str]:
+        """What each environment (by key) runs now: ``{key: release_id}``."""
+        return self.gorules.deployed(project_id)

@@ -1,0 +1,181 @@
+"""The wait loop every trigger of this provider runs, whatever the service.
+
+:class:`PollingTrigger` owns what is the same for a Buddy execution and a GoRules run: the shared
+poller lease, the deadline (``end_time``) with an optional cancel, backoff on transient trouble logged
+once per streak, an ``error`` event for permanent errors, never crashing the triggerer, and exactly
+one event whose payload carries what the task needs to resume (Airflow's ``dag.test`` hands the task
+only the event, not the defer kwargs). A service trigger says how to look once (:meth:`poll`), what
+its events look like, and how to cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
+from airflow_provider_buddy.triggers._poller import SharedPoller
+
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class Poll:
+    """
+    What one look at the watched object found.
+
+    :param payload: the end event's payload, or None to keep waiting.
+    :param next_in: seconds until the next look, or None for the regular interval.
+    """
+
+    payload: dict[str, Any] | None = None
+    next_in: float | None = None
+
+    @classmethod
+    def done(cls, payload: dict[str, Any]) -> Poll:
+        """The wait ends with ``payload``."""
+        return cls(payload=payload)
+
+    @classmethod
+    def again(cls, next_in: float | None = None) -> Poll:
+        """Keep waiting; look again after ``next_in`` seconds (default: the poll interval)."""
+        return cls(next_in=next_in)
+
+
+class PollingTrigger(BaseTrigger):
+    """
+    Polls one remote object until the wait ends, then fires exactly one event.
+
+    Subclasses set the attributes below in ``__init__`` and implement :meth:`poll`,
+    :meth:`error_payload`, :meth:`timeout_payload`, :meth:`cancel_if_going` and :meth:`resume_fields`.
+
+    :param poll_interval: seconds between looks.
+    :param end_time: epoch seconds; past it the wait ends with a ``timeout`` event.
+    :param cancel_on_kill: cancel the object when the task is killed while deferred (Airflow 3.3+).
+    :param cancel_on_timeout: cancel the object when ``end_time`` passes.
+    """
+
+    service: str = "the service"
+    """Who answers, in log lines ("Buddy", "GoRules")."""
+    noun: str = "object"
+    """What is waited on, in messages ("execution", "run")."""
+
+    poll_interval: float
+    end_time: float | None
+    cancel_on_kill: bool
+    cancel_on_timeout: bool
+
+    # ---- what a service defines -------------------------------------------------------------------
+    @property
+    def subject(self) -> str:
+        """The watched object, for people: "Buddy execution 42"."""
+        raise NotImplementedError
+
+    @property
+    def read_key(self) -> Hashable:
+        """The shared-read key of the watched object (forgotten when the wait ends)."""
+        raise NotImplementedError
+
+    def describe_wait(self) -> str:
+        """The line logged when the wait starts."""
+        return f"Waiting in the triggerer on {self.subject} (poll every {self.poll_interval:.0f}s)"
+
+    async def poll(self, poller: SharedPoller) -> Poll:
+        """Look once (acting when the policy says so); raise :class:`ProviderApiError` on trouble reading."""
+        raise NotImplementedError
+
+    def error_payload(self, message: str, kind: ErrorKind | None) -> dict[str, Any]:
+        """The payload of an ``error`` event."""
+        raise NotImplementedError
+
+    def timeout_payload(self, current: Any, message: str) -> dict[str, Any]:
+        """The payload of a ``timeout`` event; ``current`` is the object's last state, when known."""
+        raise NotImplementedError
+
+    async def cancel_if_going(self, poller: SharedPoller) -> tuple[Any, str]:
+        """Cancel the object unless it already ended; returns its last state (or None) and what happened."""
+        raise NotImplementedError
+
+    def resume_fields(self) -> dict[str, Any]:
+        """What the resumed task needs besides the outcome (added to every event unless already set)."""
+        return {"end_time": self.end_time}
+
+    # ---- the wait ---------------------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the wait ends; yield exactly one event."""
+        poller = SharedPoller.for_running_loop()
+        self.log.info("%s", self.describe_wait())
+        async with poller.lease():
+            try:
+                payload = await self._wait(poller)
+            except Exception as exc:  # never crash the triggerer: report and end
+                self.log.exception("Unexpected error while waiting on %s", self.subject)
+                payload = self.error_payload(f"unexpected {type(exc).__name__} while waiting: {exc}", None)
+            finally:
+                poller.forget(self.read_key)
+        for key, value in self.resume_fields().items():
+            payload.setdefault(key, value)
+        yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
+
+    async def _wait(self, poller: SharedPoller) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
+        streak = 0
+        while True:
+            if self.end_time is not None and time.time() >= self.end_time:
+                return await self._timed_out(poller)
+            try:
+                result = await self.poll(poller)
+            except ProviderApiError as exc:
+                if not exc.transient:
+                    return self.error_payload(str(exc), exc.kind)
+                streak += 1
+                delay = self.backoff(streak, exc.retry_after)
+                if streak == 1:
+                    self.log.warning("%s is not answering well (%s); still waiting, retrying in %.0fs", self.service, exc, delay)
+                await asyncio.sleep(delay)
+                next_poll = loop.time()
+                continue
+            if streak:
+                self.log.info("%s answers again after %d failed polls", self.service, streak)
+                streak = 0
+            if result.payload is not None:
+                return result.payload
+            regular = max(next_poll + self.poll_interval, loop.time())
+            next_poll = regular if result.next_in is None else loop.time() + result.next_in
+            await asyncio.sleep(max(0.0, next_poll - loop.time()))
+
+    def backoff(self, streak: int, retry_after: float | None) -> float:
+        """The wait after the ``streak``-th failed look in a row: doubling, honouring the server, never past ``end_time``."""
+        delay = min(self.poll_interval * float(2 ** min(streak - 1, 10)), MAX_BACKOFF)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_BACKOFF))
+        if self.end_time is not None:
+            delay = min(delay, max(0.0, self.end_time - time.time()))
+        return delay
+
+    async def _timed_out(self, poller: SharedPoller) -> dict[str, Any]:
+        message = f"Gave up waiting on {self.subject}: the deadline passed"
+        current: Any = None
+        if self.cancel_on_timeout:
+            current, note = await self.cancel_if_going(poller)
+            message += f"; {note}"
+        else:
+            message += f"; the {self.noun} was left going (cancel_on_timeout is off)"
+        self.log.warning("%s", message)
+        return self.timeout_payload(current, message)
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: the task was killed while deferred; cancel the object when asked to."""
+        if not self.cancel_on_kill:
+            self.log.info("Task killed; %s left going (cancel_on_kill is off)", self.subject)
+            return
+        poller = SharedPoller.for_running_loop()
+        async with poller.lease():
+            _, note = await self.cancel_if_going(poller)
+        self.log.warning("Task killed while waiting on %s: %s", self.subject, note)

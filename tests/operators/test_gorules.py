@@ -1,0 +1,172 @@
+"""GoRules operators in real Airflow (dag.test) against the emulated BRMS: deploy and wait in both modes,
+every deploy answer shape, no second deploy on retry or lost answer, cancel on timeout/kill, cancel run."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG, task
+
+from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
+from airflow_provider_buddy.testing import BuddyEmulator, Fault
+from tests.airflow_support import run_dag, states, xcom
+from tests.conftest import LogCapture
+from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture, make_brms  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "gorules_conn")
+MODES = pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+_ids = itertools.count()
+
+
+def new_dag() -> DAG:
+    return DAG(dag_id=f"gorules_ops_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+
+
+def deploy_op(brms: Brms, env: str, **kwargs: Any) -> GoRulesDeployReleaseOperator:
+    kwargs.setdefault("poll_interval", 0.1)
+    return GoRulesDeployReleaseOperator(
+        task_id="deploy", project_id=brms.project_id, release_id=brms.release_id, environment_id=brms.env[env], **kwargs
+    )
+
+
+@MODES
+def test_deploy_and_wait(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    with new_dag() as dag:
+        deploy_op(brms, "qa", comment="Nightly rules", deferrable=deferrable)
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and run["status"] == "completed"
+    assert xcom(dag_run, "deploy") == run["id"] and xcom(dag_run, "deploy", "run_id") == run["id"]
+    assert xcom(dag_run, "deploy", "run_url") == f"{emulator.url}/api/projects/{brms.project_id}/runs/{run['id']}"
+    summary = xcom(dag_run, "deploy", "summary")
+    assert summary["status"] == "completed" and summary["jobs"][0]["environment"] == "QA (qa)"
+    [sent] = brms.deploys()
+    assert sent.json["releaseId"] == brms.release_id and sent.json["comment"].startswith("Nightly rules [airflow:")
+    assert ("Waiting in the triggerer on GoRules run" in logs.text) is deferrable
+
+
+@pytest.mark.parametrize("answer", ["id", "empty"])
+def test_undocumented_deploy_answers_still_find_the_run(emulator: BuddyEmulator, answer: str, logs: LogCapture) -> None:
+    brms = make_brms(emulator, deploy_answer=answer)
+    brms.start("dev")  # someone else's run of the same release: must not be taken for ours
+    with new_dag() as dag:
+        deploy_op(brms, "dev")
+    dag_run = run_dag(dag)
+    newest = emulator.gorules_runs(brms.project_id)[0]
+    assert states(dag_run) == {"deploy": "success"} and xcom(dag_run, "deploy") == newest["id"]
+    assert newest["createdBy"]["lastName"] == "Bot" and len(brms.deploys()) == 1
+    assert ("looking it up among the project's runs" in logs.text) is (answer == "empty")
+
+
+@pytest.mark.parametrize("comment_visible", [True, False], ids=["by-marker", "by-release-and-environment"])
+def test_retry_reattaches_instead_of_deploying_again(emulator: BuddyEmulator, comment_visible: bool, logs: LogCapture) -> None:
+    brms = make_brms(emulator, comment_visible=comment_visible)
+    # the first try deploys, then its first read of the run fails for good: the task fails and is retried
+    emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/runs/[^/]+$", times=1))
+    with new_dag() as dag:
+        deploy_op(brms, "staging", on_approval="succeed", retries=1, retry_delay=timedelta(seconds=0))
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and len(brms.deploys()) == 1
+    assert xcom(dag_run, "deploy") == run["id"] and xcom(dag_run, "deploy", "summary")["waiting_environments"] == ["Staging (staging)"]
+    why = "carries this task instance's marker" if comment_visible else "created during this DAG run, by an earlier try"
+    assert "Re-attaching to GoRules run" in logs.text and why in logs.text
+
+
+def test_lost_deploy_answer_finds_the_run_instead_of_deploying_again(brms: Brms, emulator: BuddyEmulator, logs: LogCapture) -> None:
+    emulator.add_fault(Fault(kind="drop", method="POST", path=r"/releases/deploy$", when="after"))
+    with new_dag() as dag:
+        deploy_op(brms, "dev", wait_for_completion=False)
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and xcom(dag_run, "deploy", "run_id") == run["id"]
+    assert len(brms.deploys()) == 1 and "the deploy did reach GoRules" in logs.text
+
+
+@MODES
+def test_timeout_cancels_the_run_with_a_comment(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    with new_dag() as dag:
+        deploy_op(brms, "slow", deferrable=deferrable, execution_timeout=timedelta(seconds=1.5))
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "failed"} and run["status"] == "cancelled"
+    assert run["cancelledComment"].startswith(f"Cancelled by Airflow: task {dag.dag_id}.deploy was killed or timed out [airflow:")
+    assert ("GoRulesWaitTimeoutError" in logs.text) is deferrable  # sync: Airflow's own timeout, then on_kill
+
+
+def test_on_kill_leaves_the_run_when_told(brms: Brms) -> None:
+    run_id = brms.start("slow")["id"]
+    op = deploy_op(brms, "slow", cancel_on_kill=False)
+    op._run_id = run_id
+    op.on_kill()
+    assert brms.run(run_id)["status"] == "in_progress" and brms.cancels(run_id) == []
+
+
+def test_cancel_run_operator(brms: Brms, emulator: BuddyEmulator, logs: LogCapture) -> None:
+    going, done = brms.start("slow")["id"], brms.start("dev")["id"]
+    emulator.advance(5)
+    with new_dag() as dag:
+
+        def cancel(task_id: str, run_id: str, comment: str, **kwargs: Any) -> GoRulesCancelRunOperator:
+            return GoRulesCancelRunOperator(task_id=task_id, project_id=brms.project_id, run_id=run_id, comment=comment, **kwargs)
+
+        @task(task_id="pick")
+        def pick() -> str:
+            return going
+
+        pick() >> cancel("cancel", "{{ ti.xcom_pull(task_ids='pick') }}", "Rejected by {{ dag.dag_id }}")
+        cancel("empty_comment", going, "{{ '' }}")
+        cancel("finished", done, "too late")
+        cancel("finished_strict", done, "too late", fail_if_finished=True)
+    dag_run = run_dag(dag)
+    assert states(dag_run) == {"pick": "success", "cancel": "success", "empty_comment": "failed", "finished": "success", "finished_strict": "failed"}
+    assert [r.json for r in brms.cancels(going)] == [{"comment": f"Rejected by {dag.dag_id}"}] and brms.cancels(done) == []
+    assert xcom(dag_run, "cancel")["status"] == "cancelled" and xcom(dag_run, "finished")["status"] == "completed"
+    assert "comment is required" in logs.text and "nothing to cancel (fail_if_finished=True)" in logs.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"comment": None}, "comment is required"),
+        ({"comment": "  "}, "comment is required"),
+        ({"comment": "x", "run_id": ""}, "run_id must be a non-empty string"),
+    ],
+)
+def test_cancel_operator_parse_time_checks(kwargs: dict[str, Any], needle: str) -> None:
+    args = {"task_id": "c", "project_id": "p", "run_id": "r", **kwargs}
+    with pytest.raises(ValueError, match=needle):
+        GoRulesCancelRunOperator(**args)
+
+
+def test_comment_must_be_given_to_cancel_operator() -> None:
+    with pytest.raises(ValueError, match="comment is required"):
+        GoRulesCancelRunOperator(task_id="c", project_id="p", run_id="r")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"on_approval": "approve"}, "no call to approve"),
+        ({"release_id": ""}, "release_id must be a non-empty string"),
+        ({"environment_id": None}, "environment_id must be a non-empty string"),
+        ({"poll_interval": 0}, "poll_interval must be a positive number"),
+        ({"comment": 5}, "comment must be a string"),
+    ],
+)
+def test_deploy_operator_parse_time_checks(kwargs: dict[str, Any], needle: str) -> None:
+    args = {"task_id": "d", "project_id": "p", "release_id": "r", "environment_id": "e", **kwargs}
+    with pytest.raises(ValueError, match=needle):
+        GoRulesDeployReleaseOperator(**args)
+
+
+def test_an_oldest_first_listing_is_recognised() -> None:
+    from airflow_provider_buddy.models.gorules import Run
+    from airflow_provider_buddy.operators.gorules_reattach import looks_oldest_first, newest_first
+
+    old, new = Run(id="a", createdAt="2026-01-01T00:00:00.000Z"), Run(id="b", createdAt="2026-01-02T00:00:00Z")
+    assert looks_oldest_first([old, new]) and not looks_oldest_first([new, old]) and not looks_oldest_first([])
+    assert [r.id for r in newest_first([old, Run(id="c"), new])] == ["b", "a", "c"]
