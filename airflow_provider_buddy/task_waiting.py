@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pydantic import ValidationError
+
 from airflow_provider_buddy.exceptions import (
     BuddyApprovalRequiredError,
     BuddyError,
@@ -24,6 +26,7 @@ from airflow_provider_buddy.exceptions import (
 )
 from airflow_provider_buddy.models.buddy import Execution, Variable, variables_from
 from airflow_provider_buddy.models.buddy_status import WaitKind
+from airflow_provider_buddy.models.validation import describe_validation_error
 from airflow_provider_buddy.waiting import (
     ApprovalPolicy,
     Decision,
@@ -43,11 +46,35 @@ GATE_KEYS = ("waits_for", "waiting_action_execution_id", "waiting_action_name")
 
 
 def approval_variables_of(value: Any, parameter: str = "approval_variables") -> list[Variable]:
-    """Read approval variables (dict or list), with an error naming the parameter."""
+    """Read approval variables (dict or list), with an error naming the parameter (and never echoing values)."""
     try:
         return variables_from(value)
+    except ValidationError as exc:
+        raise ValueError(f"{parameter}: {describe_validation_error(exc)}") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{parameter}: {exc}") from None
+
+
+def mask_variables(value: Any) -> None:
+    """
+    Register the encrypted values among variables (as given or rendered) with Airflow's secrets masker, so
+    that rendered template fields and logs show ``***``. A string (a template that rendered to text instead
+    of a list or dict) is masked whole: it cannot be read as variables and may hold their values.
+    """
+    if not value:
+        return
+    secrets: list[str] = []
+    if isinstance(value, str):
+        secrets.append(value)
+    else:
+        try:
+            secrets.extend(v.value for v in variables_from(value) if v.encrypted and v.value)
+        except (ValueError, TypeError):
+            return  # not variables: the parameter's own check reports it
+    from airflow.sdk.log import mask_secret
+
+    for secret in secrets:
+        mask_secret(secret)
 
 
 def summary_from_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -38,10 +38,17 @@ from airflow_provider_buddy.params import (
     positive_int,
     positive_seconds,
 )
-from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, resumed_pipeline_id, summary_from_event
+from airflow_provider_buddy.task_waiting import (
+    BuddyWaitingMixin,
+    approval_variables_of,
+    mask_variables,
+    resumed_pipeline_id,
+    summary_from_event,
+)
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy, describe_execution
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 _PRIORITIES = ("LOW", "NORMAL", "HIGH")
@@ -98,6 +105,12 @@ class BuddyBaseOperator(BaseOperator):
         """The Buddy hook."""
         return BuddyHook(self.buddy_conn_id)
 
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render, then mask the rendered encrypted values before Airflow records the rendered fields."""
+        super().render_template_fields(context, jinja_env)
+        for name in ("variables", "approval_variables"):
+            mask_variables(getattr(self, name, None))
+
     def resolve_pipeline_id(self) -> int:
         """The numeric pipeline id: looked up once by identifier or name when a string was given."""
         if self._resolved_pipeline_id is None:
@@ -136,7 +149,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
         if not is_template(approval_variables):
-            approval_variables_of(approval_variables)
+            mask_variables(approval_variables_of(approval_variables))
         self.cancel_on_kill = cancel_on_kill
         self.skipped_is_success = skipped_is_success
         if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
@@ -310,6 +323,8 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         if not is_template(self.variables):
             try:
                 _mask(variables_from(self.variables))
+            except ValidationError as exc:
+                raise ValueError(f"variables: {describe_validation_error(exc)}") from None
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"variables: {exc}") from None
         if not any(is_template(getattr(self, name)) for name in self.template_fields):
@@ -321,7 +336,10 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         if self.variables:
             value = self.variables
             if isinstance(value, str):
-                raise ValueError(f"variables must render to a dict or a list of {{key, value, encrypted}}, got the string {value!r}")
+                raise ValueError(
+                    "variables must render to a dict or a list of {key, value, encrypted}, got a string (not shown: it may "
+                    "hold secrets); give them as a list or dict, or set render_template_as_native_obj=True on the DAG"
+                )
             variables = variables_from(value)
         _mask(variables)
         try:

@@ -13,10 +13,11 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import BuddyExecutionLink
 from airflow_provider_buddy.params import check_positive_int, default_deferrable, is_template, non_empty, pipeline_ref, positive_int
-from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, resumed_pipeline_id
+from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, mask_variables, resumed_pipeline_id
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 
@@ -73,7 +74,7 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
         if not is_template(approval_variables):
-            approval_variables_of(approval_variables)
+            mask_variables(approval_variables_of(approval_variables))
         self.skipped_is_success = skipped_is_success
         if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
             raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
@@ -91,6 +92,11 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
     def hook(self) -> BuddyHook:
         """The Buddy hook."""
         return BuddyHook(self.buddy_conn_id)
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render, then mask the rendered encrypted answers before Airflow records the rendered fields."""
+        super().render_template_fields(context, jinja_env)
+        mask_variables(self.approval_variables)
 
     def _ids(self) -> tuple[int, int]:
         if self._resolved_pipeline_id is None:

@@ -21,6 +21,8 @@ Service-neutral: callers give a key and a coroutine factory; the Buddy and GoRul
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import os
 import ssl
@@ -34,12 +36,13 @@ from typing import Any, TypeVar
 import httpx
 
 from airflow_provider_buddy.hooks._connection import ClientSettings
-from airflow_provider_buddy.hooks._http import HttpCore
+from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
 from airflow_provider_buddy.hooks.buddy import BuddyHook, buddy_settings
-from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS
+from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
 from airflow_provider_buddy.models.buddy import Execution
 
 MAX_IN_FLIGHT = 10
+MAX_PREPARED_CALLS = 10_000
 SETTINGS_TTL = 300.0
 MAX_PACING_SHARE = 0.5
 """A read is held back by at most this share of its ``max_age`` to keep its place in the interval."""
@@ -48,6 +51,45 @@ TRANSPORT_ENV = "BUDDY_HTTP_TRANSPORT"
 
 T = TypeVar("T")
 H = TypeVar("H")
+
+
+class _Gate:
+    """
+    At most ``size`` holders at once, first come first served. Unlike ``asyncio.Semaphore`` (whose
+    ``locked()`` scans every waiter on Python < 3.12), taking and handing over a place costs the same with
+    a thousand waiting as with none.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the place was handed over just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place goes straight to the next in line
+                return
+        self._free += 1
 
 
 class SharedPoller:
@@ -60,7 +102,7 @@ class SharedPoller:
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedPoller] = weakref.WeakKeyDictionary()
 
     def __init__(self, max_in_flight: int = MAX_IN_FLIGHT) -> None:
-        self._gate = asyncio.Semaphore(max_in_flight)
+        self._gate = _Gate(max_in_flight)
         self._clients: dict[tuple[str, str, float], httpx.AsyncClient] = {}
         self._hooks: dict[Hashable, tuple[float, Any]] = {}
         self._building: dict[Hashable, asyncio.Future[Any]] = {}
@@ -214,17 +256,41 @@ def execution_key(conn_id: str, workspace: str | None, project_name: str, pipeli
     return ("buddy", conn_id, workspace, project_name, pipeline_id, execution_id)
 
 
+class _ExecutionReader:
+    """The shortest road to one execution read: a Buddy connection's core, client and prepared calls."""
+
+    def __init__(self, hook: BuddyHook, client: httpx.AsyncClient) -> None:
+        settings = hook.settings
+        self.core = HttpCore(settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS, logger=hook.log, retry_log_level=logging.DEBUG)
+        self.client = client
+        self.api = BuddyApi(settings.account)
+        self.calls: dict[Hashable, ApiCall[Execution]] = {}
+
+    async def read(self, key: Hashable, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int) -> Execution:
+        call = self.calls.get(key)
+        if call is None:
+            if len(self.calls) >= MAX_PREPARED_CALLS:
+                self.calls.clear()
+            call = self.calls[key] = self.api.get_execution(workspace, project_name, pipeline_id, execution_id)
+        return await self.core.asend(self.client, call)
+
+
 async def read_execution(
     poller: SharedPoller, conn_id: str, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, *, max_age: float
 ) -> Execution:
     """One Buddy execution, read at most once per ``max_age`` for all triggers waiting on it."""
     since = asyncio.get_running_loop().time()
-    hook = await buddy_hook(poller, conn_id)
-
-    async def fetch() -> Execution:
-        return await hook.aget_execution(project_name, pipeline_id, execution_id, workspace=workspace)
-
     key = execution_key(conn_id, workspace, project_name, pipeline_id, execution_id)
+
+    async def build() -> _ExecutionReader:
+        hook = await buddy_hook(poller, conn_id)
+        return _ExecutionReader(hook, await hook.aget_conn())
+
+    reader = await poller.hook(("buddy-reader", conn_id), build)
+
+    def fetch() -> Awaitable[Execution]:
+        return reader.read(key, workspace, project_name, pipeline_id, execution_id)
+
     return await poller.read(key, fetch, max_age=max_age, since=since)
 
 
