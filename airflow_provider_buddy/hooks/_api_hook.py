@@ -6,13 +6,14 @@ async), keep one pooled client per mode (or use a shared async one), and send de
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from airflow.sdk import BaseHook
 
 from airflow_provider_buddy.hooks._connection import ClientSettings
-from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
+from airflow_provider_buddy.hooks._http import ApiCall, HttpCore, Page
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -108,3 +109,30 @@ class ApiHookBase(BaseHook):
         """Send one described call (async)."""
         settings = await self.asettings()
         return await self._http(settings).asend(await self.aget_conn(), call)
+
+    # ---- paging ----------------------------------------------------------------------------------
+    def walk(self, build: Callable[[int], ApiCall[Page]], max_items: int | None = None) -> list[Any]:
+        """Every item of a list endpoint, page by page (``build(page)`` describes one page), up to ``max_items``."""
+        found: list[Any] = []
+        page = 1
+        while True:
+            result = self.call(build(page))
+            found.extend(result.items)
+            if _done(result, found, max_items):
+                return found[:max_items] if max_items is not None else found
+            page += 1
+
+    async def awalk(self, build: Callable[[int], ApiCall[Page]], max_items: int | None = None) -> list[Any]:
+        """Async :meth:`walk`."""
+        found: list[Any] = []
+        page = 1
+        while True:
+            result = await self.acall(build(page))
+            found.extend(result.items)
+            if _done(result, found, max_items):
+                return found[:max_items] if max_items is not None else found
+            page += 1
+
+
+def _done(result: Page, found: list[Any], max_items: int | None) -> bool:
+    return not result.more or not result.items or (max_items is not None and len(found) >= max_items)

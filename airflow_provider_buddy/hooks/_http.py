@@ -67,6 +67,14 @@ class ApiCall(Generic[T]):
     replay: Replay = Replay.SAFE
 
 
+class Page:
+    """One page of a list endpoint: its items and whether another page may follow."""
+
+    def __init__(self, items: list[Any], more: bool) -> None:
+        self.items = items
+        self.more = more
+
+
 @dataclass(frozen=True)
 class ErrorFamily:
     """The error classes one service raises, by kind."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from airflow.sdk import BaseHook
 
 from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyError, BuddyNotFoundError
+from airflow_provider_buddy.hooks._api_hook import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
-from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
-from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi, Page
+from airflow_provider_buddy.hooks._http import HttpCore
+from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
 from airflow_provider_buddy.models.buddy import (
     ActionExecution,
     Execution,
@@ -26,7 +26,6 @@ from airflow_provider_buddy.models.buddy import (
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.buddy.works"
 LOG_PAGE_LIMIT = 1000
@@ -53,7 +52,7 @@ def buddy_settings(conn: Connection) -> ClientSettings:
         raise BuddyConfigurationError(str(exc)) from None
 
 
-class BuddyHook(BaseHook):
+class BuddyHook(ApiHookBase):
     """
     Talks to the Buddy.Works REST API. Every method has an async twin prefixed ``a``.
 
@@ -81,14 +80,8 @@ class BuddyHook(BaseHook):
         async_client: httpx.AsyncClient | None = None,
         retry_log_level: int = logging.WARNING,
     ) -> None:
-        super().__init__()
-        self._retry_log_level = retry_log_level
+        super().__init__(buddy_conn_id, settings=settings, async_client=async_client, retry_log_level=retry_log_level)
         self.buddy_conn_id = buddy_conn_id
-        self._settings = settings
-        self._core: HttpCore | None = None
-        self._client: httpx.Client | None = None
-        self._aclient = async_client
-        self._owns_aclient = async_client is None
 
     def __repr__(self) -> str:
         return f"BuddyHook(buddy_conn_id={self.buddy_conn_id!r})"
@@ -108,25 +101,13 @@ class BuddyHook(BaseHook):
         }
 
     # ---- settings and clients ----------------------------------------------------------------
-    @property
-    def settings(self) -> ClientSettings:
-        """The connection's settings, read once."""
-        if self._settings is None:
-            self._settings = buddy_settings(self.get_connection(self.buddy_conn_id))
-        return self._settings
+    def read_settings(self, conn: Connection) -> ClientSettings:
+        """Read the ``buddy`` connection."""
+        return buddy_settings(conn)
 
-    async def asettings(self) -> ClientSettings:
-        """The connection's settings, read once without blocking the event loop."""
-        if self._settings is None:
-            self._settings = buddy_settings(await self.aget_connection(self.buddy_conn_id))
-        return self._settings
-
-    def _http(self, settings: ClientSettings) -> HttpCore:
-        if self._core is None:
-            self._core = HttpCore(
-                settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS, logger=self.log, retry_log_level=self._retry_log_level
-            )
-        return self._core
+    def make_core(self, settings: ClientSettings, *, logger: Any, retry_log_level: int) -> HttpCore:
+        """The Buddy HTTP core (its error family and media-type header)."""
+        return HttpCore(settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS, logger=logger, retry_log_level=retry_log_level)
 
     @property
     def api(self) -> BuddyApi:
@@ -135,40 +116,6 @@ class BuddyHook(BaseHook):
 
     async def _aapi(self) -> BuddyApi:
         return BuddyApi((await self.asettings()).account)
-
-    def get_conn(self) -> httpx.Client:
-        """The hook's pooled sync client."""
-        if self._client is None:
-            self._client = httpx.Client(**self._http(self.settings).client_kwargs())
-        return self._client
-
-    async def aget_conn(self) -> httpx.AsyncClient:
-        """The hook's (or the shared) pooled async client."""
-        if self._aclient is None:
-            self._aclient = httpx.AsyncClient(**self._http(await self.asettings()).client_kwargs())
-        return self._aclient
-
-    def close(self) -> None:
-        """Close the sync client."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def aclose(self) -> None:
-        """Close the async client, unless it is a shared one."""
-        if self._aclient is not None and self._owns_aclient:
-            await self._aclient.aclose()
-        if self._owns_aclient:
-            self._aclient = None
-
-    def call(self, call: ApiCall[T]) -> T:
-        """Send one described call (sync)."""
-        return self._http(self.settings).send(self.get_conn(), call)
-
-    async def acall(self, call: ApiCall[T]) -> T:
-        """Send one described call (async)."""
-        settings = await self.asettings()
-        return await self._http(settings).asend(await self.aget_conn(), call)
 
     # ---- the UI's Test button ----------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
@@ -238,25 +185,15 @@ class BuddyHook(BaseHook):
 
         :param max_items: stop after this many (None walks every page).
         """
-        api, found, page = self.api, [], 1
-        while True:
-            result: Page = self.call(api.list_executions_page(workspace, project_name, pipeline_id, page, per_page))
-            found.extend(result.items)
-            if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
-                return found[:max_items] if max_items is not None else found
-            page += 1
+        api = self.api
+        return self.walk(lambda page: api.list_executions_page(workspace, project_name, pipeline_id, page, per_page), max_items)
 
     async def alist_executions(
         self, project_name: str, pipeline_id: int, *, workspace: str | None = None, per_page: int = 20, max_items: int | None = None
     ) -> list[Execution]:
         """Async :meth:`list_executions`."""
-        api, found, page = await self._aapi(), [], 1
-        while True:
-            result: Page = await self.acall(api.list_executions_page(workspace, project_name, pipeline_id, page, per_page))
-            found.extend(result.items)
-            if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
-                return found[:max_items] if max_items is not None else found
-            page += 1
+        api = await self._aapi()
+        return await self.awalk(lambda page: api.list_executions_page(workspace, project_name, pipeline_id, page, per_page), max_items)
 
     def cancel_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
         """Cancel (``CANCEL``) an execution."""
@@ -390,23 +327,13 @@ class BuddyHook(BaseHook):
 
     def list_pipelines(self, project_name: str, *, workspace: str | None = None, per_page: int = 50) -> list[Pipeline]:
         """Every pipeline of the project, walking pages."""
-        api, found, page = self.api, [], 1
-        while True:
-            result: Page = self.call(api.list_pipelines_page(workspace, project_name, page, per_page))
-            found.extend(result.items)
-            if not result.more or not result.items:
-                return found
-            page += 1
+        api = self.api
+        return self.walk(lambda page: api.list_pipelines_page(workspace, project_name, page, per_page))
 
     async def alist_pipelines(self, project_name: str, *, workspace: str | None = None, per_page: int = 50) -> list[Pipeline]:
         """Async :meth:`list_pipelines`."""
-        api, found, page = await self._aapi(), [], 1
-        while True:
-            result: Page = await self.acall(api.list_pipelines_page(workspace, project_name, page, per_page))
-            found.extend(result.items)
-            if not result.more or not result.items:
-                return found
-            page += 1
+        api = await self._aapi()
+        return await self.awalk(lambda page: api.list_pipelines_page(workspace, project_name, page, per_page))
 
     def find_pipeline(self, project_name: str, id_or_identifier_or_name: int | str, *, workspace: str | None = None) -> Pipeline:
         """

@@ -19,7 +19,7 @@ from airflow_provider_buddy.exceptions import (
     BuddyServerError,
     ErrorKind,
 )
-from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, Replay
+from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, Page, Replay
 from airflow_provider_buddy.models.buddy import (
     ActionExecution,
     ActionLogs,
@@ -61,14 +61,6 @@ _EXECUTIONS = TypeAdapter(list[Execution])
 
 def _q(value: str | int) -> str:
     return quote(str(value), safe="")
-
-
-class Page:
-    """One page of a list endpoint: its items and whether another page may follow."""
-
-    def __init__(self, items: list[Any], more: bool) -> None:
-        self.items = items
-        self.more = more
 
 
 def _page_reader(key: str, adapter: TypeAdapter[Any], per_page: int, page: int) -> Any:

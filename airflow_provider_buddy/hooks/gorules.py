@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -12,8 +11,7 @@ from airflow_provider_buddy.exceptions import GoRulesConfigurationError, GoRules
 from airflow_provider_buddy.hooks import gorules_api as api
 from airflow_provider_buddy.hooks._api_hook import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
-from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
-from airflow_provider_buddy.hooks.buddy_api import Page
+from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.models.gorules import DeployResult, Release, Run
 
 if TYPE_CHECKING:
@@ -122,27 +120,6 @@ class GoRulesHook(ApiHookBase):
         seen = "at least one project" if page.items else "no project yet"
         return True, f"Connected to GoRules BRMS at {self.settings.base_url} (the token sees {seen})"
 
-    # ---- paging ----------------------------------------------------------------------------------
-    def _walk(self, build: Callable[[int], ApiCall[Page]], max_items: int | None) -> list[Any]:
-        found: list[Any] = []
-        page = 1
-        while True:
-            result = self.call(build(page))
-            found.extend(result.items)
-            if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
-                return found[:max_items] if max_items is not None else found
-            page += 1
-
-    async def _awalk(self, build: Callable[[int], ApiCall[Page]], max_items: int | None) -> list[Any]:
-        found: list[Any] = []
-        page = 1
-        while True:
-            result = await self.acall(build(page))
-            found.extend(result.items)
-            if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
-                return found[:max_items] if max_items is not None else found
-            page += 1
-
     # ---- runs ------------------------------------------------------------------------------------
     def list_runs(self, project_id: str, *, per_page: int = api.DEFAULT_PER_PAGE, max_items: int | None = None) -> list[Run]:
         """
@@ -152,11 +129,11 @@ class GoRulesHook(ApiHookBase):
         :param per_page: items asked per page.
         :param max_items: stop after this many (None walks every page).
         """
-        return self._walk(lambda page: api.list_runs_page(project_id, page, per_page), max_items)
+        return self.walk(lambda page: api.list_runs_page(project_id, page, per_page), max_items)
 
     async def alist_runs(self, project_id: str, *, per_page: int = api.DEFAULT_PER_PAGE, max_items: int | None = None) -> list[Run]:
         """Async :meth:`list_runs`."""
-        return await self._awalk(lambda page: api.list_runs_page(project_id, page, per_page), max_items)
+        return await self.awalk(lambda page: api.list_runs_page(project_id, page, per_page), max_items)
 
     def get_run(self, project_id: str, run_id: str) -> Run:
         """One run, with its jobs."""
@@ -201,9 +178,9 @@ class GoRulesHook(ApiHookBase):
 
     def list_releases(self, project_id: str, *, per_page: int = api.DEFAULT_PER_PAGE, max_items: int | None = None) -> list[Release]:
         """The project's releases, walking ``paginate`` pages."""
-        return self._walk(lambda page: api.list_releases_page(project_id, page, per_page), max_items)
+        return self.walk(lambda page: api.list_releases_page(project_id, page, per_page), max_items)
 
     async def alist_releases(self, project_id: str, *, per_page: int = api.DEFAULT_PER_PAGE, max_items: int | None = None) -> list[Release]:
         """Async :meth:`list_releases`."""
-        return await self._awalk(lambda page: api.list_releases_page(project_id, page, per_page), max_items)
+        return await self.awalk(lambda page: api.list_releases_page(project_id, page, per_page), max_items)
 

@@ -26,8 +26,7 @@ from airflow_provider_buddy.exceptions import (
     GoRulesServerError,
 )
 from airflow_provider_buddy.hooks._connection import ClientSettings
-from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, HttpCore, Replay, _Transient
-from airflow_provider_buddy.hooks.buddy_api import Page
+from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, HttpCore, Page, Replay, _Transient
 from airflow_provider_buddy.models.gorules import DeployResult, Paginate, Release, Run
 
 GORULES_ERRORS = ErrorFamily(
