@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_buddy.models.buddy import Execution
 from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
+
+if TYPE_CHECKING:
+    from airflow_provider_buddy.models.buddy import Execution
 
 DEFAULT_LOG_TAIL = 50
 
