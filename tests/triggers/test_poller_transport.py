@@ -1,0 +1,391 @@
+"""The shared poller's own HTTP/1.1 transport and short GET path, its gate, pacing and shared reads.
+
+Scripted servers on 127.0.0.1 answer exactly the bytes each test needs (framing, stale connections,
+timeouts, TLS), so every branch of the transport is exercised against real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import ipaddress
+import json
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_buddy.triggers import _transport
+from airflow_provider_buddy.triggers._poller import SharedPoller, _Gate
+from airflow_provider_buddy.triggers._transport import Http11Transport, LeanClient, lean_transport_allowed
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+BODY = json.dumps({"id": 7, "status": "INPROGRESS", "pad": "x" * 3000}).encode()
+
+
+class Scripted:
+    """A TCP server whose ``handler(reader, writer, connection_number)`` writes whatever bytes a test wants."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, self.connections)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                head += await reader.readexactly(int(line.split(b":")[1]))
+        self.requests.append(head)
+        return head
+
+
+@asynccontextmanager
+async def scripted(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncIterator[Scripted]:
+    server = Scripted(handler)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=context)
+    server.port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield server
+
+
+def answer(body: bytes = BODY, status: bytes = b"200 OK", headers: bytes = b"Content-Type: application/json\r\n") -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\n" + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def client(port: int, scheme: str = "http", **kwargs: Any) -> tuple[LeanClient, Http11Transport, str]:
+    transport = Http11Transport(**kwargs)
+    return LeanClient(transport=transport, timeout=5.0), transport, f"{scheme}://127.0.0.1:{port}/workspaces/acme/executions/7"
+
+
+HEADERS = {"Authorization": "Bearer tok", "Accept": "application/json"}
+
+
+# ---- framing -------------------------------------------------------------------------------------
+async def test_short_get_path_content_length_and_keep_alive() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        for _ in range(3):
+            await server.read_request(reader)
+            writer.write(answer())
+            await writer.drain()
+
+    async with scripted(handler) as server:
+        lean, transport, url = client(server.port)
+        for _ in range(3):
+            response = await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+            assert response.status_code == 200 and response.json()["id"] == 7
+            assert response.request.url == httpx.URL(url) and response.reason_phrase == "OK"
+        await lean.aclose()
+    assert server.connections == 1 and transport.connections_opened == 1
+    first = server.requests[0]
+    assert first.startswith(b"GET /workspaces/acme/executions/7 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Authorization: Bearer tok\r\n" in first and b"Accept: application/json\r\n" in first and b"Cookie" not in first
+
+
+async def test_chunked_answer_arriving_in_pieces_with_extensions_and_trailers() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        pieces = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", b"\r\n5;ext=1\r\nhel", b"lo\r\n", b"6\r\n world\r\n0\r\nX-T: 1\r\n", b"\r\n"]
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        await server.read_request(reader)  # the connection is reusable after a chunked answer
+        writer.write(answer(b"again"))
+        await writer.drain()
+
+    async with scripted(handler) as server:
+        lean, _, url = client(server.port)
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).content == b"hello world"
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).content == b"again"
+        await lean.aclose()
+    assert server.connections == 1
+
+
+async def test_body_ended_by_close_and_gzip_is_decoded() -> None:
+    packed = gzip.compress(BODY)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + packed)
+        await writer.drain()
+
+    async with scripted(handler) as server:
+        lean, _, url = client(server.port)
+        first = await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+        second = await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+        await lean.aclose()
+    assert first.json()["id"] == 7 and second.content == BODY
+    assert server.connections == 2  # a close-delimited answer leaves nothing to reuse
+
+
+async def test_interim_answer_head_and_no_content() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"{}"))
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n")  # HEAD: no body follows
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+
+    async with scripted(handler) as server:
+        lean, _, url = client(server.port)
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).json() == {}
+        head = await lean.head(url)
+        assert head.status_code == 200 and head.content == b""
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).status_code == 204
+        await lean.aclose()
+    assert server.connections == 1
+
+
+async def test_post_with_json_body_goes_through_httpx_on_the_same_pool() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        request = await server.read_request(reader)
+        body = request.split(b"\r\n\r\n", 1)[1]
+        writer.write(answer(json.dumps({"echo": json.loads(body)}).encode(), b"201 Created"))
+        await writer.drain()
+
+    async with scripted(handler) as server:
+        lean, _, url = client(server.port)
+        response = await lean.post(url, json={"operation": "APPLY"}, params={"a": "1"})
+        await lean.aclose()
+    assert response.status_code == 201 and response.json() == {"echo": {"operation": "APPLY"}}
+    assert server.requests[0].startswith(b"POST /workspaces/acme/executions/7?a=1 HTTP/1.1\r\n")
+    assert b"Content-Length: 21\r\n" in server.requests[0]  # {"operation":"APPLY"}
+
+
+# ---- failures --------------------------------------------------------------------------------------
+async def test_stale_keep_alive_connection_is_replaced_for_get_but_not_for_post() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        await server.read_request(reader)
+        writer.write(answer(b'{"n": %d}' % number))
+        await writer.drain()
+        await server.read_request(reader)  # the next request on this connection: dropped unanswered
+
+    async with scripted(handler) as server:
+        lean, transport, url = client(server.port)
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).json() == {"n": 1}
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).json() == {"n": 2}
+        with pytest.raises(httpx.RemoteProtocolError):
+            await lean.post(url, json={})
+        await lean.aclose()
+    assert transport.connections_opened == 2
+
+
+async def test_connection_closed_by_server_while_idle_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        await server.read_request(reader)
+        writer.write(answer(b'{"n": %d}' % number))
+        await writer.drain()
+
+    async with scripted(handler) as server:
+        lean, _, url = client(server.port)
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).json() == {"n": 1}
+        await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).json() == {"n": 2}
+        await lean.aclose()
+
+
+async def test_read_timeout_connect_error_and_garbage() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        await asyncio.sleep(2)
+
+    async with scripted(silent) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.ReadTimeout):
+            await lean.request("GET", url, headers=HEADERS, timeout=0.2)
+        await lean.aclose()
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+
+    async with scripted(garbage) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.RemoteProtocolError, match="not an HTTP/1.1 answer"):
+            await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+        await lean.aclose()
+
+    async def bad_chunk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with scripted(bad_chunk) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.RemoteProtocolError, match="invalid chunk size"):
+            await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+        await lean.aclose()
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+        await writer.drain()
+
+    async with scripted(cut) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.RemoteProtocolError, match="middle of the answer"):
+            await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+        port = server.port
+        await lean.aclose()
+    lean, _, url = client(port)
+    with pytest.raises(httpx.ConnectError):
+        await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+    await lean.aclose()
+
+
+async def test_header_with_line_break_is_refused() -> None:
+    lean, _, url = client(9)  # nothing is sent
+    with pytest.raises(httpx.LocalProtocolError):
+        await lean.request("GET", url, headers={"Authorization": "Bearer tok\r\nX-Evil: 1"}, timeout=5.0)
+    await lean.aclose()
+
+
+async def test_closed_client_refuses_like_httpx() -> None:
+    lean, _, url = client(9)
+    await lean.aclose()
+    with pytest.raises(RuntimeError):
+        await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+
+
+# ---- TLS -------------------------------------------------------------------------------------------
+def certificates(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    ca, key_file = directory / "ca.pem", directory / "key.pem"
+    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(ca, key_file)
+    return ca, context
+
+
+async def test_tls_trusts_the_given_ca_and_refuses_others(tmp_path: Path) -> None:
+    ca, context = certificates(tmp_path)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(answer())
+            await writer.drain()
+
+    async with scripted(handler, context) as server:
+        lean, _, url = client(server.port, "https", verify=str(ca))
+        assert (await lean.request("GET", url, headers=HEADERS, timeout=5.0)).json()["id"] == 7
+        await lean.aclose()
+        stranger, _, url = client(server.port, "https", verify=True)  # certifi's roots: our CA is unknown
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await stranger.request("GET", url, headers=HEADERS, timeout=5.0)
+        await stranger.aclose()
+
+
+# ---- choosing the transport ---------------------------------------------------------------------------
+def test_proxies_and_the_switch_keep_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", _transport.TRANSPORT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert lean_transport_allowed("https://api.buddy.works")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert not lean_transport_allowed("https://api.buddy.works")
+    monkeypatch.setenv("NO_PROXY", "api.buddy.works")
+    assert lean_transport_allowed("https://api.buddy.works")
+    monkeypatch.setenv(_transport.TRANSPORT_ENV, "httpx")
+    assert not lean_transport_allowed("https://api.buddy.works")
+
+
+# ---- the gate, pacing, shared reads ---------------------------------------------------------------------
+async def test_gate_is_fifo_and_passes_on_a_place_given_to_a_cancelled_waiter() -> None:
+    gate = _Gate(1)
+    order: list[int] = []
+
+    async def take(n: int, hold: float) -> None:
+        async with gate:
+            order.append(n)
+            await asyncio.sleep(hold)
+
+    first = asyncio.create_task(take(0, 0.05))
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(take(n, 0)) for n in range(1, 5)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()  # cancelled while waiting: skipped
+    await asyncio.gather(first, *waiters[1:])
+    assert order == [0, 2, 3, 4]
+
+    blocker = asyncio.create_task(take(9, 0.02))
+    await asyncio.sleep(0)
+    late = asyncio.create_task(take(10, 0))
+    last = asyncio.create_task(take(11, 0))
+    await asyncio.sleep(0.03)  # the place is handed to `late`...
+    late.cancel()  # ...which is cancelled before it runs: the place must go on to `last`
+    await asyncio.gather(blocker, last, return_exceptions=True)
+    assert order[-1] == 11 and gate._free == 1
+
+
+async def test_reads_keep_their_place_in_the_interval_and_are_dated_from_the_poll() -> None:
+    poller = SharedPoller(max_in_flight=1)
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def fetch() -> float:
+        sent.append(loop.time())
+        await asyncio.sleep(0.1)  # the first read's answer takes 0.1 s: its place in the interval
+        return loop.time()
+
+    start = loop.time()
+    await poller.read("k", fetch, max_age=0.9)
+    # A caller one interval later: its read goes out ~0.1 s after it asked (the first read's place)...
+    await asyncio.sleep(max(0.0, start + 1.0 - loop.time()))
+    await poller.read("k", fetch, max_age=0.9)
+    assert 0.08 <= sent[1] - (start + 1.0) <= 0.2
+    # ...and a caller asking at once gets that read (younger than max_age from when its poll began).
+    assert len(sent) == 2
+    await poller.read("k", fetch, max_age=0.9)
+    assert len(sent) == 2
+    poller.forget("k")
+    called = loop.time()
+    await poller.read("k", fetch, max_age=0.9)  # forgotten: no pacing, no shared read
+    assert len(sent) == 3 and sent[2] - called < 0.05
+
+
+async def test_hook_is_built_once_for_many_callers() -> None:
+    poller = SharedPoller()
+    builds = 0
+
+    async def build() -> object:
+        nonlocal builds
+        builds += 1
+        await asyncio.sleep(0.05)
+        return object()
+
+    hooks = await asyncio.gather(*(poller.hook("conn", build) for _ in range(50)))
+    assert builds == 1 and len({id(h) for h in hooks}) == 1
