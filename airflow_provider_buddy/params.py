@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+BUDDY_DEFAULT_CONN_ID = "buddy_default"
+"""The connection Buddy hooks, operators and sensors use unless told otherwise."""
+
 
 def is_template(value: Any) -> bool:
     """True when ``value`` is a Jinja template still to be rendered (checked after rendering instead)."""
@@ -44,6 +47,15 @@ def pipeline_ref(value: Any, parameter: str = "pipeline_id") -> int | str:
         return positive_int(value, parameter)
     text = non_empty(value, parameter)
     return int(text) if text.isdigit() else text
+
+
+def check_bool(value: Any, parameter: str, *, optional: bool = False) -> None:
+    """A ValueError naming ``parameter`` unless ``value`` is True or False (or None when ``optional``): a
+    string such as ``"false"`` would otherwise read as true."""
+    if value is None and optional:
+        return
+    if not isinstance(value, bool):
+        raise ValueError(f"{parameter} must be True or False, got {value!r}")
 
 
 def positive_seconds(value: Any, parameter: str) -> float:

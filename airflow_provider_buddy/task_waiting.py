@@ -24,7 +24,6 @@ from airflow_provider_buddy.exceptions import (
     ErrorKind,
     ProviderApiError,
 )
-from airflow_provider_buddy.models.buddy import Execution, Variable, variables_from
 from airflow_provider_buddy.models.buddy_status import WaitKind
 from airflow_provider_buddy.models.validation import describe_validation_error
 from airflow_provider_buddy.waiting import (
@@ -40,6 +39,7 @@ from airflow_provider_buddy.waiting import (
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.buddy import BuddyHook
+    from airflow_provider_buddy.models.buddy import Execution, Variable
 
 SUMMARY_KEYS = ("execution_id", "execution_status", "html_url", "outputted_variables")
 GATE_KEYS = ("waits_for", "waiting_action_execution_id", "waiting_action_name")
@@ -47,6 +47,8 @@ GATE_KEYS = ("waits_for", "waiting_action_execution_id", "waiting_action_name")
 
 def approval_variables_of(value: Any, parameter: str = "approval_variables") -> list[Variable]:
     """Read approval variables (dict or list), with an error naming the parameter (and never echoing values)."""
+    from airflow_provider_buddy.models.buddy import variables_from
+
     try:
         return variables_from(value)
     except ValidationError as exc:
@@ -67,6 +69,8 @@ def mask_variables(value: Any) -> None:
     if isinstance(value, str):
         secrets.append(value)
     else:
+        from airflow_provider_buddy.models.buddy import variables_from
+
         try:
             secrets.extend(v.value for v in variables_from(value) if v.encrypted and v.value)
         except (ValueError, TypeError):
@@ -105,6 +109,8 @@ class BuddyWaitingMixin:
     log_tail_lines: int
     cancel_on_kill: bool
     log: Any
+    last_seen: Execution | None = None
+    """The execution as the last poll read it."""
 
     if TYPE_CHECKING:
         @property
@@ -121,6 +127,7 @@ class BuddyWaitingMixin:
     def poll_once(self, pipeline_id: int, execution_id: int, approved: set[str]) -> dict[str, Any] | None:
         """Read the execution once; approve it when the policy says so. Returns the end event, or None to keep waiting."""
         execution = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        self.last_seen = execution
         answers = self._approval_answers()
         decision = decide(
             execution,
@@ -135,14 +142,16 @@ class BuddyWaitingMixin:
                 payload.update(self.failure_details(pipeline_id, execution))
             return payload
         if decision.step is Step.APPROVE:
-            self.approve_gate(pipeline_id, execution, decision, answers)
-            approved.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
+            if self.approve_gate(pipeline_id, execution, decision, answers):
+                approved.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
         elif decision.message:
             self.log.info("%s", decision.message)
         return None
 
-    def approve_gate(self, pipeline_id: int, execution: Execution, decision: Decision, answers: Sequence[Variable]) -> None:
-        """Send APPLY (or APPLY_VARIABLES) for the waiting action; an answer Buddy refuses as stale is logged, not fatal."""
+    def approve_gate(self, pipeline_id: int, execution: Execution, decision: Decision, answers: Sequence[Variable]) -> bool:
+        """Send APPLY (or APPLY_VARIABLES) for the waiting action; an answer Buddy refuses as stale is logged, not fatal.
+        Returns False after transient trouble (the answer may or may not have arrived): the next look at the
+        execution decides again, so the gate is neither approved twice nor left waiting."""
         variables = list(answers) if decision.waits_for is WaitKind.VARIABLES else None
         try:
             self.hook.approve_execution(
@@ -156,7 +165,10 @@ class BuddyWaitingMixin:
         except ProviderApiError as exc:
             if exc.kind is ErrorKind.CLIENT:
                 self.log.info("Approval of %s not applied (%s); it was probably answered already", describe_execution(execution), exc)
-                return
+                return True
+            if exc.transient:
+                self.log.warning("Could not approve %s yet (%s); looking at it again before answering", describe_execution(execution), exc)
+                return False
             raise
         shown = ", ".join(f"{v.key}={v.safe_value()}" for v in variables) if variables else ""
         self.log.info(
@@ -165,6 +177,7 @@ class BuddyWaitingMixin:
             decision.waiting_action_name,
             f"APPLY_VARIABLES {shown}" if shown else "APPLY",
         )
+        return True
 
     def failure_details(self, pipeline_id: int, execution: Execution) -> dict[str, Any]:
         """The failed action's name, error message and last log lines (best effort)."""
@@ -260,13 +273,21 @@ class BuddyWaitingMixin:
             policy = ApprovalPolicy.parse(self.on_approval)
             if policy is ApprovalPolicy.APPROVE and poll_interval is not None:
                 # The trigger stopped at the gate because the answers are secret: answer here, then wait again.
-                execution = self.hook.get_execution(self.project_name, pipeline_id, int(event["execution_id"]), workspace=self.workspace)
+                # Transient trouble here hands the wait back to the trigger, which stops at the gate again.
                 done = set(event.get("approved_action_ids") or ())
+                try:
+                    execution = self.hook.get_execution(self.project_name, pipeline_id, int(event["execution_id"]), workspace=self.workspace)
+                except ProviderApiError as exc:
+                    if not exc.transient:
+                        raise
+                    self.log.warning("Could not read %s to answer it (%s); waiting again", event.get("execution_id"), exc)
+                    self.defer_wait(pipeline_id, int(event["execution_id"]), poll_interval, end_time=event.get("end_time"),
+                                    cancel_on_timeout=self.cancel_on_kill, approved=sorted(done))
                 answers = self._approval_answers()
                 decision = decide(execution, policy, has_approval_variables=bool(answers), approved_action_ids=frozenset(done))
                 if decision.step is Step.APPROVE:
-                    self.approve_gate(pipeline_id, execution, decision, answers)
-                    done.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
+                    if self.approve_gate(pipeline_id, execution, decision, answers):
+                        done.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
                 elif decision.step is Step.FINISH:
                     return self.finish_wait(context, event_payload(execution, decision), pipeline_id=pipeline_id)
                 self.defer_wait(

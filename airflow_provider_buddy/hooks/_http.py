@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -204,6 +206,18 @@ def server_messages(response: httpx.Response) -> tuple[str, ...]:
     return tuple(message[:_MAX_MESSAGE] for message in found)
 
 
+def _certificate_rejected(exc: BaseException) -> bool:
+    """True when a TLS handshake failed because the server's certificate could not be verified."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class HttpCore:
     """
     Builds requests, sends them with the retry policy and reads the answers, for one service account.
@@ -260,11 +274,27 @@ class HttpCore:
     def client_kwargs(self) -> dict[str, Any]:
         """Arguments for a pooled ``httpx.Client`` / ``httpx.AsyncClient`` for this account."""
         return {
-            "verify": self.settings.verify,
+            "verify": self.tls_verify(),
             "timeout": self.settings.timeout,
             "follow_redirects": False,
             "limits": httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=60.0),
         }
+
+    def tls_verify(self) -> bool | ssl.SSLContext:
+        """TLS verification for the client: on, off, or an SSL context trusting the CA bundle (file or directory)
+        that ``verify`` names; a bundle that cannot be read is a configuration error naming ``verify``."""
+        verify = self.settings.verify
+        if isinstance(verify, bool):
+            return verify
+        try:
+            if os.path.isdir(verify):
+                return ssl.create_default_context(capath=verify)
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise self.errors.build(
+                ErrorKind.CONFIGURATION,
+                f"{self.errors.service}: the connection's extra 'verify' names {verify!r}, which is not a readable CA bundle ({exc})",
+            ) from None
 
     # ---- the retry policy -------------------------------------------------------------------
     def retry_kwargs(self, call: ApiCall[Any]) -> dict[str, Any]:
@@ -307,6 +337,12 @@ class HttpCore:
         """A network failure: transient when the replay rule allows, else the final error."""
         never_opened = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         detail = self.scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        if _certificate_rejected(exc):  # a setting to fix, not an outage to wait out: not retried
+            return self.errors.build(
+                ErrorKind.CONFIGURATION,
+                f"{self.errors.service} {call.method} {call.what} failed: the server's TLS certificate is not trusted ({detail}); "
+                "set the connection's extra 'verify' to the CA bundle that signed it",
+            )
         if call.replay is Replay.SAFE or never_opened:
             return _Transient(ErrorKind.CONNECTION, detail)
         note = (

@@ -305,11 +305,14 @@ def variables_from(value: Any) -> list[Variable]:
     if value is None:
         return []
     if isinstance(value, dict):
-        return [Variable(key=str(k), value=v) for k, v in value.items()]
-    if isinstance(value, (list, tuple)):
-        out: list[Variable] = []
-        for item in value:
-            out.append(item if isinstance(item, Variable) else Variable.model_validate(item))
+        out = [Variable(key=str(k), value=v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        out = [item if isinstance(item, Variable) else Variable.model_validate(item) for item in value]
+    else:
+        out = None
+    if out is not None:
+        if any(not v.key.strip() for v in out):
+            raise ValueError("variable keys must not be empty")
         return out
     raise ValueError(f"variables must be a dict or a list of {{key, value, encrypted}} objects, got {type(value).__name__}")
 

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from airflow_provider_buddy.exceptions import BuddyApiError, BuddyError
-from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
-from airflow_provider_buddy.models.buddy import Execution
 from airflow_provider_buddy.models.buddy_status import WaitKind
-from airflow_provider_buddy.params import check_positive_int, is_template, non_empty, pipeline_ref, positive_int
+from airflow_provider_buddy.params import BUDDY_DEFAULT_CONN_ID, check_positive_int, is_template, non_empty, pipeline_ref, positive_int
 from airflow_provider_buddy.waiting import describe_execution
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_buddy.hooks.buddy import BuddyHook
+    from airflow_provider_buddy.models.buddy import Execution
 
 DECISION_KEY = "buddy_decision"
 _SUBJECT_PLACEHOLDER = "Buddy approval"
@@ -65,7 +66,7 @@ class BuddyApprovalOperator(ApprovalOperator):
         pipeline_id: int | str,
         execution_id: int | str,
         workspace: str | None = None,
-        buddy_conn_id: str = BuddyHook.default_conn_name,
+        buddy_conn_id: str = BUDDY_DEFAULT_CONN_ID,
         subject: str | None = None,
         body: str | None = None,
         **kwargs: Any,
@@ -79,13 +80,18 @@ class BuddyApprovalOperator(ApprovalOperator):
         self.workspace = workspace
         self.buddy_conn_id = buddy_conn_id
         non_empty(project_name, "project_name")
+        non_empty(buddy_conn_id, "buddy_conn_id")
+        if workspace is not None:
+            non_empty(workspace, "workspace")
         if not is_template(pipeline_id):
             pipeline_ref(pipeline_id)
         check_positive_int(execution_id, "execution_id")
 
     @cached_property
     def hook(self) -> BuddyHook:
-        """The Buddy hook."""
+        """The Buddy hook (imported here: DAG files import this module on every parse)."""
+        from airflow_provider_buddy.hooks.buddy import BuddyHook
+
         return BuddyHook(self.buddy_conn_id)
 
     def _pipeline_id(self) -> int:

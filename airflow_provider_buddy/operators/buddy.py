@@ -23,13 +23,13 @@ from airflow_provider_buddy.exceptions import (
     BuddyResponseError,
     BuddyServerError,
 )
-from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
-from airflow_provider_buddy.models.buddy import Execution, RunPipelineRequest, Variable, variables_from
 from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
 from airflow_provider_buddy.models.validation import describe_validation_error
 from airflow_provider_buddy.operators.reattach import SEARCH_DEPTH, marked_comment, task_marker
 from airflow_provider_buddy.params import (
+    BUDDY_DEFAULT_CONN_ID,
+    check_bool,
     check_positive_int,
     default_deferrable,
     is_template,
@@ -51,8 +51,12 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
+    from airflow_provider_buddy.hooks.buddy import BuddyHook
+    from airflow_provider_buddy.models.buddy import Execution, RunPipelineRequest, Variable
+
 _PRIORITIES = ("LOW", "NORMAL", "HIGH")
 _TIMEOUT_MARGIN = 5.0
+_CANCEL_ATTEMPTS = 3
 
 
 def _mask(variables: Sequence[Variable]) -> None:
@@ -85,7 +89,7 @@ class BuddyBaseOperator(BaseOperator):
         project_name: str,
         pipeline_id: int | str,
         workspace: str | None = None,
-        buddy_conn_id: str = BuddyHook.default_conn_name,
+        buddy_conn_id: str = BUDDY_DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -94,6 +98,7 @@ class BuddyBaseOperator(BaseOperator):
         self.workspace = workspace
         self.buddy_conn_id = buddy_conn_id
         non_empty(project_name, "project_name")
+        non_empty(buddy_conn_id, "buddy_conn_id")
         if not is_template(pipeline_id):
             pipeline_ref(pipeline_id)
         if workspace is not None:
@@ -102,7 +107,9 @@ class BuddyBaseOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> BuddyHook:
-        """The Buddy hook."""
+        """The Buddy hook (imported here: DAG files import this module on every parse)."""
+        from airflow_provider_buddy.hooks.buddy import BuddyHook
+
         return BuddyHook(self.buddy_conn_id)
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
@@ -143,6 +150,9 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        for name, flag in (("wait_for_completion", wait_for_completion), ("cancel_on_kill", cancel_on_kill), ("skipped_is_success", skipped_is_success)):
+            check_bool(flag, name)
+        check_bool(deferrable, "deferrable", optional=True)
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
@@ -177,7 +187,13 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
     def _wait(self, context: Context, pipeline_id: int, execution: Execution) -> Any:
         """Wait in the chosen mode; returns the summary."""
         if self.deferrable:
-            payload = self.poll_once(pipeline_id, execution.id, set())
+            try:
+                payload = self.poll_once(pipeline_id, execution.id, set())
+            except BuddyError as exc:
+                if not exc.transient:
+                    raise
+                self.log.warning("Could not look at %s yet (%s); the triggerer will", describe_execution(execution), exc)
+                payload = None  # the run is started: a transient failure must not fail the task (a retry would start another)
             if payload is not None:
                 return self.finish_wait(context, payload, pipeline_id=pipeline_id)
             self.defer_wait(
@@ -205,16 +221,21 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         if not self.cancel_on_kill:
             self.log.info("Task killed; Buddy execution %s left going (cancel_on_kill=False)", execution_id)
             return
-        try:
-            pipeline_id = self.resolve_pipeline_id()
-            current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-            if current.is_finished:
-                self.log.info("Task killed; %s had already ended (%s)", describe_execution(current), current.status)
+        for attempt in range(_CANCEL_ATTEMPTS):  # after a transient failure: read again (a lost CANCEL shows as ended), retry
+            try:
+                pipeline_id = self.resolve_pipeline_id()
+                current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+                if current.is_finished:
+                    self.log.info("Task killed; %s had already ended (%s)", describe_execution(current), current.status)
+                    return
+                cancelled = self.hook.cancel_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+                self.log.warning("Task killed or timed out: cancelled %s", describe_execution(cancelled))
                 return
-            cancelled = self.hook.cancel_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-            self.log.warning("Task killed or timed out: cancelled %s", describe_execution(cancelled))
-        except BuddyError as exc:
-            self.log.error("Task killed, but cancelling Buddy execution %s failed: %s", execution_id, exc)
+            except BuddyError as exc:
+                if not exc.transient or attempt + 1 == _CANCEL_ATTEMPTS:
+                    self.log.error("Task killed, but cancelling Buddy execution %s failed: %s", execution_id, exc)
+                    return
+                time.sleep(min(self.poll_interval, 1.0))
 
 
 class BuddyRunPipelineOperator(_WaitingOperator):
@@ -299,6 +320,8 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         self.clear_cache = clear_cache
         self.priority = priority
         self.variables = variables
+        if actions_to_run is not None and not isinstance(actions_to_run, (list, tuple)):
+            raise ValueError(f"actions_to_run must be a list of action ids, got {actions_to_run!r}")
         self.actions_to_run = list(actions_to_run) if actions_to_run is not None else None
         self.environment = environment
         self.package_version = package_version
@@ -308,6 +331,9 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         self._check_at_parse_time()
 
     def _check_at_parse_time(self) -> None:
+        check_bool(self.reattach_on_retry, "reattach_on_retry")
+        check_bool(self.refresh, "refresh", optional=True)
+        check_bool(self.clear_cache, "clear_cache", optional=True)
         refs = [name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None and not is_template(getattr(self, name))]
         if len(refs) > 1:
             raise ValueError(f"give at most one of branch, tag, pull_request (got {' and '.join(refs)})")
@@ -321,6 +347,8 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         ):
             raise ValueError(f"delay_until must be a timezone-aware datetime, got {self.delay_until!r}")
         if not is_template(self.variables):
+            from airflow_provider_buddy.models.buddy import variables_from
+
             try:
                 _mask(variables_from(self.variables))
             except ValidationError as exc:
@@ -332,6 +360,8 @@ class BuddyRunPipelineOperator(_WaitingOperator):
 
     def build_request(self, *, comment: str | None) -> RunPipelineRequest:
         """The run request from the (rendered) parameters; a ValueError names the wrong parameter."""
+        from airflow_provider_buddy.models.buddy import RunPipelineRequest, variables_from
+
         variables: list[Variable] = []
         if self.variables:
             value = self.variables
@@ -367,6 +397,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         """Start (or re-attach to) the run, record it, then wait as configured."""
         marker = task_marker(context)
         request = self.build_request(comment=marked_comment(self.comment, marker, context))
+        self._approval_answers()  # a rendered value that is not variables fails now, before the run starts
         pipeline_id = self.resolve_pipeline_id()
         ti = context["ti"]
         execution: Execution | None = None
@@ -392,13 +423,26 @@ class BuddyRunPipelineOperator(_WaitingOperator):
             # The POST may have reached Buddy (a lost, garbled or 5xx answer): look for the run it would have
             # started before failing. An earlier try's run that had already ended is not that run.
             self.log.warning("The run request's answer was lost (%s); looking for the run by its marker", exc)
-            found = self.find_marked_run(pipeline_id, marker, include_finished=True)
+            found = self._search_after_lost_answer(pipeline_id, marker)
             if found is None or found.id == self._ended_marked_run:
                 raise
             self.log.info("Found %s: the run request did reach Buddy", describe_execution(found))
             return found
         self.log.info("Started %s (%s)", describe_execution(execution), execution.status)
         return execution
+
+    def _search_after_lost_answer(self, pipeline_id: int, marker: str) -> Execution | None:
+        """The search after a lost run answer must not fail on transient trouble: this try would then fail with a run
+        going (or done) that a retry, seeing it ended, would start again. It tries a few times."""
+        for attempt in range(_CANCEL_ATTEMPTS):
+            try:
+                return self.find_marked_run(pipeline_id, marker, include_finished=True)
+            except BuddyError as exc:
+                if not exc.transient or attempt + 1 == _CANCEL_ATTEMPTS:
+                    raise
+                self.log.warning("Looking for the run failed (%s); trying again", exc)
+                time.sleep(min(self.poll_interval, 1.0))
+        return None  # pragma: no cover
 
     def find_marked_run(self, pipeline_id: int, marker: str, *, include_finished: bool) -> Execution | None:
         """
@@ -437,6 +481,7 @@ class BuddyRetryExecutionOperator(_WaitingOperator):
         """Check the execution can be retried, retry it, record it, then wait if asked."""
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
+        self._approval_answers()
         current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
         if current.status_group not in (StatusGroup.FAILURE, StatusGroup.CANCELLED):
             raise BuddyApiError(
@@ -468,6 +513,7 @@ class BuddyCancelExecutionOperator(BuddyBaseOperator):
         super().__init__(**kwargs)
         self.execution_id = execution_id
         self.fail_if_finished = fail_if_finished
+        check_bool(fail_if_finished, "fail_if_finished")
         check_positive_int(execution_id, "execution_id")
 
     def execute(self, context: Context) -> Any:

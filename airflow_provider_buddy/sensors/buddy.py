@@ -10,15 +10,25 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.links import BuddyExecutionLink
-from airflow_provider_buddy.params import check_positive_int, default_deferrable, is_template, non_empty, pipeline_ref, positive_int
+from airflow_provider_buddy.params import (
+    BUDDY_DEFAULT_CONN_ID,
+    check_bool,
+    check_positive_int,
+    default_deferrable,
+    is_template,
+    non_empty,
+    pipeline_ref,
+    positive_int,
+)
 from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, mask_variables, resumed_pipeline_id
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
+
+    from airflow_provider_buddy.hooks.buddy import BuddyHook
 
 
 class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
@@ -56,7 +66,7 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         pipeline_id: int | str,
         execution_id: int | str,
         workspace: str | None = None,
-        buddy_conn_id: str = BuddyHook.default_conn_name,
+        buddy_conn_id: str = BUDDY_DEFAULT_CONN_ID,
         on_approval: str = "wait",
         approval_variables: Any = None,
         skipped_is_success: bool = False,
@@ -82,6 +92,11 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         non_empty(project_name, "project_name")
+        non_empty(buddy_conn_id, "buddy_conn_id")
+        if workspace is not None:
+            non_empty(workspace, "workspace")
+        check_bool(skipped_is_success, "skipped_is_success")
+        check_bool(deferrable, "deferrable", optional=True)
         if not is_template(pipeline_id):
             pipeline_ref(pipeline_id)
         check_positive_int(execution_id, "execution_id")
@@ -90,7 +105,9 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
 
     @cached_property
     def hook(self) -> BuddyHook:
-        """The Buddy hook."""
+        """The Buddy hook (imported here: DAG files import this module on every parse)."""
+        from airflow_provider_buddy.hooks.buddy import BuddyHook
+
         return BuddyHook(self.buddy_conn_id)
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
@@ -117,6 +134,8 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
+        self._ids()
+        self._approval_answers()  # rendered values are checked before anything is sent
         if not self.deferrable:
             return super().execute(context)
         pipeline_id, execution_id = self._ids()
@@ -124,8 +143,7 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         if payload is not None:
             BuddyExecutionLink.persist(context, payload.get("html_url"))
             return self.finish_wait(context, payload, pipeline_id=pipeline_id)
-        execution = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-        BuddyExecutionLink.persist(context, execution.html_url)
+        BuddyExecutionLink.persist(context, self.last_seen.html_url if self.last_seen is not None else None)
         end_time = time.time() + float(self.timeout) if self.timeout else None
         self.defer_wait(pipeline_id, execution_id, float(self.poke_interval), end_time=end_time, approved=sorted(self._approved))
 

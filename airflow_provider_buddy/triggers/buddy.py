@@ -28,7 +28,7 @@ from airflow_provider_buddy.waiting import (
 
 __all__ = ["MAX_BACKOFF", "BuddyExecutionTrigger"]
 
-CANCEL_ATTEMPTS = 3
+CANCEL_ATTEMPTS = 5
 """How many times a cancel (on timeout or kill) is tried when Buddy does not answer it well."""
 
 
