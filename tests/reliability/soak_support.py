@@ -1,0 +1,166 @@
+"""What both soaks share: the emulated pipelines, the connection, counters of retries, and the ground-truth checks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from airflow_provider_buddy.hooks._http import HttpCore
+from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
+from airflow_provider_buddy.testing import BuddyEmulator
+from airflow_provider_buddy.triggers.buddy import CANCEL_ATTEMPTS, BuddyExecutionTrigger
+from tests.conftest import TOKEN, WORKSPACE
+from tests.reliability.chaos import DROP_AFTER, DROP_BEFORE, KINDS, RUN_POST, Chaos, processed
+
+SEED = 20260207
+PROJECT = "soak"
+CONN_ID = "buddy_soak"
+TIMEOUT = 1.0
+EXTRA = {"timeout": TIMEOUT, "max_retries": 3, "retry_min_wait": 0.05, "retry_max_wait": 0.3, "retry_total_timeout": 6}
+POLL = 0.2
+SLACK = (EXTRA["retry_total_timeout"] + TIMEOUT) * (1 + 2 * CANCEL_ATTEMPTS) + CANCEL_ATTEMPTS * 1.0 + POLL
+"""How late past its deadline a wait may end: one poll in flight, then the timeout's cancel — each of its
+attempts a read and a CANCEL with all their retries, and a pause. Anything later is a wait hanging past its
+deadline (the figures print how late the latest one really was)."""
+
+OK, FAILS, CANCELLED, SKIPPED, GATES, GATES_ON_ACTION, ASK, LONG, QUICK = range(1, 10)
+BUILD = {"type": "BUILD", "duration": 4}
+GATE_ACTIONS = [
+    {"id": 50, "name": "Build", **BUILD},
+    {"id": 51, "name": "Approve staging", "type": "WAIT_FOR_APPLY"},
+    {"id": 52, "name": "Deploy staging", **BUILD},
+    {"id": 53, "name": "Approve production", "type": "WAIT_FOR_APPLY"},
+    {"id": 54, "name": "Deploy production", **BUILD},
+]
+FINAL_EVENT = {"SUCCESSFUL": "success", "FAILED": "failed", "TERMINATED": "cancelled", "SKIPPED": "skipped"}
+APPROVALS = ("APPLY", "APPLY_VARIABLES")
+
+
+def add_pipelines(emulator: BuddyEmulator) -> None:
+    """Every way a run can play out: outcomes, gates shown on the execution or only on the action, a prompt, a long run."""
+    one = [{"id": 10, "name": "Build", "type": "BUILD", "duration": 10}]
+    emulator.add_pipeline(PROJECT, OK, "ok", actions=[*one, {"id": 11, "name": "Test", "type": "BUILD", "duration": 10,
+                                                           "outputted_variables": [{"key": "VERSION", "value": "1.2.3"}]}])
+    emulator.add_pipeline(PROJECT, FAILS, "fails", actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 10,
+                                                               "log": [f"pytest line {i}" for i in range(30)]}],
+                          outcome="FAILED", fail_action=20, error_message="3 tests failed")
+    emulator.add_pipeline(PROJECT, CANCELLED, "cancelled", actions=one, outcome="TERMINATED")
+    emulator.add_pipeline(PROJECT, SKIPPED, "skipped", actions=one, outcome="SKIPPED")
+    emulator.add_pipeline(PROJECT, GATES, "gates", actions=GATE_ACTIONS)
+    emulator.add_pipeline(PROJECT, GATES_ON_ACTION, "gates-on-action", actions=GATE_ACTIONS, wait_shown_on="action")
+    emulator.add_pipeline(PROJECT, ASK, "ask", actions=[{"id": 70, "name": "Build", **BUILD},
+                                                         {"id": 71, "name": "Release notes", "type": "WAIT_FOR_VARIABLES",
+                                                          "variables": [{"key": "NOTES", "value": "tbd"}]},
+                                                         {"id": 72, "name": "Publish", **BUILD}])
+    emulator.add_pipeline(PROJECT, LONG, "long", actions=[{"id": 80, "name": "Deploy", "type": "BUILD", "duration": 10**6}])
+    emulator.add_pipeline(PROJECT, QUICK, "quick", actions=[{"id": 90, "name": "Build", **BUILD}, {"id": 91, "name": "Test", **BUILD}])
+
+
+@contextmanager
+def soak_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[BuddyEmulator, Chaos]]:
+    """A seeded emulator with the fault schedule on, and ``buddy_soak`` pointing at it."""
+    chaos = Chaos(SEED, TIMEOUT)
+    with BuddyEmulator(workspace=WORKSPACE, token=TOKEN, speed=20.0) as emulator:
+        add_pipelines(emulator)
+        connection = {"conn_type": "buddy", "host": emulator.url, "login": WORKSPACE, "password": TOKEN, "extra": EXTRA}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
+        chaos.install(emulator)
+        try:
+            yield emulator, chaos
+        finally:
+            drain(emulator, chaos)
+
+
+def drain(emulator: BuddyEmulator, chaos: Chaos, timeout: float = 5.0) -> None:
+    """Let the emulator finish answering requests held by slow/timeout faults (the clients gave up on them)."""
+    emulator.clear_faults()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [r for r, kind in chaos.pair(emulator.requests) if r.status is None and kind not in (DROP_BEFORE, DROP_AFTER)]
+        if not pending:
+            return
+        time.sleep(0.05)
+
+
+class Retries:
+    """Counts every second chance the provider took: re-sent requests, waited-out polls, run searches."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.counts: Counter[str] = Counter()
+        report_retry = HttpCore._report_retry
+        backoff = BuddyExecutionTrigger.backoff
+        find_marked_run = BuddyRunPipelineOperator.find_marked_run
+        counts = self.counts
+
+        def counting_report(core: HttpCore, call: Any) -> Any:
+            report = report_retry(core, call)
+
+            def wrapped(state: Any) -> None:
+                counts[f"requests re-sent by the retry policy ({call.method})"] += 1
+                report(state)
+
+            return wrapped
+
+        def counting_backoff(trigger: BuddyExecutionTrigger, streak: int, retry_after: float | None) -> float:
+            counts["failed polls waited out by a trigger"] += 1
+            return backoff(trigger, streak, retry_after)
+
+        def counting_find(operator: BuddyRunPipelineOperator, pipeline_id: int, marker: str, *, include_finished: bool) -> Any:
+            found = find_marked_run(operator, pipeline_id, marker, include_finished=include_finished)
+            if found is not None:
+                counts["lost run answers recovered by marker" if include_finished else "retried tasks re-attached to their run"] += 1
+            return found
+
+        monkeypatch.setattr(HttpCore, "_report_retry", counting_report)
+        monkeypatch.setattr(BuddyExecutionTrigger, "backoff", counting_backoff)
+        monkeypatch.setattr(BuddyRunPipelineOperator, "find_marked_run", counting_find)
+
+
+def mutations(emulator: BuddyEmulator, chaos: Chaos) -> dict[str, list[tuple[Any, bool]]]:
+    """PATCH requests by operation, each with whether Buddy processed it."""
+    found: dict[str, list[tuple[Any, bool]]] = defaultdict(list)
+    for request, kind in chaos.pair(emulator.requests):
+        if request.method == "PATCH" and isinstance(request.json, dict):
+            found[str(request.json.get("operation"))].append((request, processed(kind)))
+    return found
+
+
+def sent_twice(emulator: BuddyEmulator, chaos: Chaos) -> tuple[int, int, Counter[tuple[str, Any]]]:
+    """(approvals processed more than once per gate, cancels processed more than once per execution, approvals per gate)."""
+    by_operation = mutations(emulator, chaos)
+    approvals: Counter[tuple[str, Any]] = Counter()
+    for operation in APPROVALS:
+        for request, was_processed in by_operation.get(operation, []):
+            if was_processed:
+                approvals[(request.path, request.json.get("approve_action_id"))] += 1
+    cancels: Counter[str] = Counter(request.path for request, was_processed in by_operation.get("CANCEL", []) if was_processed)
+    return sum(n - 1 for n in approvals.values()), sum(n - 1 for n in cancels.values()), approvals
+
+
+def fault_lines(chaos: Chaos, failed_paths: set[str] | None = None, emulator: BuddyEmulator | None = None) -> list[str]:
+    """One line per fault kind: how many were injected (by request family) and how many the waits survived."""
+    injected = chaos.injected()
+    lost: Counter[str] = Counter()
+    if failed_paths and emulator is not None:
+        for request, kind in chaos.pair(emulator.requests):
+            if kind is not None and any(request.path.startswith(p) for p in failed_paths):
+                lost[kind.label] += 1
+    lines = []
+    for kind in KINDS:
+        by_family = {f: injected[(kind.label, f)] for f in ("GET", RUN_POST, "PATCH") if injected[(kind.label, f)]}
+        total = sum(by_family.values())
+        detail = ", ".join(f"{f} {n}" for f, n in by_family.items())
+        lines.append(f"  {kind.label:<38} injected {total:>5}  survived {total - lost[kind.label]:>5}  ({detail})")
+    return lines
+
+
+def kind_totals(chaos: Chaos) -> dict[str, int]:
+    """Faults injected per kind, all families together."""
+    injected = chaos.injected()
+    return {kind.label: sum(n for (label, _), n in injected.items() if label == kind.label) for kind in KINDS}
