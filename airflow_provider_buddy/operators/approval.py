@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -19,19 +18,19 @@ from airflow_provider_buddy.exceptions import BuddyApiError, BuddyError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.buddy_status import WaitKind
 from airflow_provider_buddy.params import BUDDY_DEFAULT_CONN_ID, check_positive_int, is_template, non_empty, pipeline_ref, positive_int
+from airflow_provider_buddy.target import BuddyTargetMixin
 from airflow_provider_buddy.waiting import describe_execution
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_buddy.hooks.buddy import BuddyHook
     from airflow_provider_buddy.models.buddy import Execution
 
 DECISION_KEY = "buddy_decision"
 _SUBJECT_PLACEHOLDER = "Buddy approval"
 
 
-class BuddyApprovalOperator(ApprovalOperator):
+class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     """
     Asks a person in Airflow to approve or reject a Buddy execution that waits for approval (or for
     variables, shown as a form pre-filled from the waiting action's variables).
@@ -87,26 +86,13 @@ class BuddyApprovalOperator(ApprovalOperator):
             pipeline_ref(pipeline_id)
         check_positive_int(execution_id, "execution_id")
 
-    @cached_property
-    def hook(self) -> BuddyHook:
-        """The Buddy hook (imported here: DAG files import this module on every parse)."""
-        from airflow_provider_buddy.hooks.buddy import BuddyHook
-
-        return BuddyHook(self.buddy_conn_id)
-
-    def _pipeline_id(self) -> int:
-        ref = pipeline_ref(self.pipeline_id)
-        if isinstance(ref, int):
-            return ref
-        return self.hook.find_pipeline(self.project_name, ref, workspace=self.workspace).id
-
     def _current(self, pipeline_id: int) -> Execution:
         return self.hook.get_execution(self.project_name, pipeline_id, positive_int(self.execution_id, "execution_id"), workspace=self.workspace)
 
     # ---- asking ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         """Check the execution waits for a person, then put the request into Airflow's UI."""
-        pipeline_id = self._pipeline_id()
+        pipeline_id = self.resolve_pipeline_id()
         execution = self._current(pipeline_id)
         context["ti"].xcom_push(key=EXECUTION_ID_KEY, value=execution.id)
         BuddyExecutionLink.persist(context, execution.html_url)
@@ -138,7 +124,7 @@ class BuddyApprovalOperator(ApprovalOperator):
             return super().execute_complete(context=context, event=event)
         self.validate_chosen_options(chosen)
         params_input = dict(event.get("params_input") or {})
-        pipeline_id = self._pipeline_id()
+        pipeline_id = self.resolve_pipeline_id()
         execution = self._current(pipeline_id)
         approved = chosen[0] == self.APPROVE
         operation, note = self._apply(pipeline_id, execution, approved, params_input)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -38,6 +37,7 @@ from airflow_provider_buddy.params import (
     positive_int,
     positive_seconds,
 )
+from airflow_provider_buddy.target import BuddyTargetMixin
 from airflow_provider_buddy.task_waiting import (
     BuddyWaitingMixin,
     approval_variables_of,
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_buddy.hooks.buddy import BuddyHook
     from airflow_provider_buddy.models.buddy import Execution, RunPipelineRequest, Variable
 
 _PRIORITIES = ("LOW", "NORMAL", "HIGH")
@@ -70,7 +69,7 @@ def _mask(variables: Sequence[Variable]) -> None:
         mask_secret(value)
 
 
-class BuddyBaseOperator(BaseOperator):
+class BuddyBaseOperator(BuddyTargetMixin, BaseOperator):
     """
     What every Buddy operator shares: connection, workspace, project, pipeline.
 
@@ -103,33 +102,12 @@ class BuddyBaseOperator(BaseOperator):
             pipeline_ref(pipeline_id)
         if workspace is not None:
             non_empty(workspace, "workspace")
-        self._resolved_pipeline_id: int | None = None
-
-    @cached_property
-    def hook(self) -> BuddyHook:
-        """The Buddy hook (imported here: DAG files import this module on every parse)."""
-        from airflow_provider_buddy.hooks.buddy import BuddyHook
-
-        return BuddyHook(self.buddy_conn_id)
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then mask the rendered encrypted values before Airflow records the rendered fields."""
         super().render_template_fields(context, jinja_env)
         for name in ("variables", "approval_variables"):
             mask_variables(getattr(self, name, None))
-
-    def resolve_pipeline_id(self) -> int:
-        """The numeric pipeline id: looked up once by identifier or name when a string was given."""
-        if self._resolved_pipeline_id is None:
-            ref = pipeline_ref(self.pipeline_id)
-            if isinstance(ref, int):
-                self._resolved_pipeline_id = ref
-            else:
-                pipeline = self.hook.find_pipeline(self.project_name, ref, workspace=self.workspace)
-                self.log.info("Pipeline %r is pipeline %s (%s)", ref, pipeline.id, pipeline.name)
-                self._resolved_pipeline_id = pipeline.id
-        return self._resolved_pipeline_id
-
 
 class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
     """An operator that may wait on the execution it acts on (run, retry)."""

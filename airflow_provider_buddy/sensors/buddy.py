@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -21,6 +20,7 @@ from airflow_provider_buddy.params import (
     pipeline_ref,
     positive_int,
 )
+from airflow_provider_buddy.target import BuddyTargetMixin
 from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, mask_variables, resumed_pipeline_id
 from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
 
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_buddy.hooks.buddy import BuddyHook
 
 
-class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
+class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperator):
     """
     Waits until a Buddy execution ends — or stops for a person, per ``on_approval``.
 
@@ -101,14 +100,6 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
             pipeline_ref(pipeline_id)
         check_positive_int(execution_id, "execution_id")
         self._approved: set[str] = set()
-        self._resolved_pipeline_id: int | None = None
-
-    @cached_property
-    def hook(self) -> BuddyHook:
-        """The Buddy hook (imported here: DAG files import this module on every parse)."""
-        from airflow_provider_buddy.hooks.buddy import BuddyHook
-
-        return BuddyHook(self.buddy_conn_id)
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then mask the rendered encrypted answers before Airflow records the rendered fields."""
@@ -116,12 +107,7 @@ class BuddyExecutionSensor(BuddyWaitingMixin, BaseSensorOperator):
         mask_variables(self.approval_variables)
 
     def _ids(self) -> tuple[int, int]:
-        if self._resolved_pipeline_id is None:
-            ref = pipeline_ref(self.pipeline_id)
-            if not isinstance(ref, int):
-                ref = self.hook.find_pipeline(self.project_name, ref, workspace=self.workspace).id
-            self._resolved_pipeline_id = ref
-        return self._resolved_pipeline_id, positive_int(self.execution_id, "execution_id")
+        return self.resolve_pipeline_id(), positive_int(self.execution_id, "execution_id")
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One look at the execution (sync hook); approves when the policy says so."""
