@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_buddy.params import pipeline_ref
+from airflow_provider_buddy.params import is_template, non_empty, pipeline_ref
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.buddy import BuddyHook
@@ -24,6 +24,19 @@ class BuddyTargetMixin:
     log: Any
     _hook: BuddyHook | None = None
     _resolved_pipeline_id: int | None = None
+
+    def set_target(self, project_name: str, pipeline_id: int | str, workspace: str | None, buddy_conn_id: str) -> None:
+        """Store what the task acts on, checking it now (a template is checked after rendering)."""
+        self.project_name = project_name
+        self.pipeline_id = pipeline_id
+        self.workspace = workspace
+        self.buddy_conn_id = buddy_conn_id
+        non_empty(project_name, "project_name")
+        non_empty(buddy_conn_id, "buddy_conn_id")
+        if not is_template(pipeline_id):
+            pipeline_ref(pipeline_id)
+        if workspace is not None:
+            non_empty(workspace, "workspace")
 
     @property
     def hook(self) -> BuddyHook:

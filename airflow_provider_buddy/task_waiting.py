@@ -59,7 +59,7 @@ def approval_variables_of(value: Any, parameter: str = "approval_variables") -> 
 
 def mask_variables(value: Any) -> None:
     """
-    Register the encrypted values among variables (as given or rendered) with Airflow's secrets masker, so
+    Register the encrypted values among variables (as given, parsed or rendered) with Airflow's secrets masker, so
     that rendered template fields and logs show ``***``. A string (a template that rendered to text instead
     of a list or dict) is masked whole: it cannot be read as variables and may hold their values.
     """

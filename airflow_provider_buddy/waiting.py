@@ -162,16 +162,6 @@ def _what_it_waits_for(kind: WaitKind | None, action_name: str | None) -> str:
     return f"{label} at action {action_name!r}" if action_name else label
 
 
-def summary(execution: Execution) -> dict[str, Any]:
-    """The small XCom summary a wait returns: id, status, link, and non-secret outputted variables."""
-    return {
-        "execution_id": execution.id,
-        "status": execution.status,
-        "html_url": execution.html_url,
-        "outputted_variables": execution.outputted_variables(),
-    }
-
-
 def event_payload(execution: Execution | None, decision: Decision, *, execution_id: int | None = None) -> dict[str, Any]:
     """The dict carried by the wait's one ``TriggerEvent`` (plain JSON values, no secrets)."""
     payload: dict[str, Any] = {

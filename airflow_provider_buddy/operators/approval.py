@@ -17,7 +17,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow_provider_buddy.exceptions import BuddyApiError, BuddyError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.buddy_status import WaitKind
-from airflow_provider_buddy.params import BUDDY_DEFAULT_CONN_ID, check_positive_int, is_template, non_empty, pipeline_ref, positive_int
+from airflow_provider_buddy.params import BUDDY_DEFAULT_CONN_ID, check_positive_int, positive_int
 from airflow_provider_buddy.target import BuddyTargetMixin
 from airflow_provider_buddy.waiting import describe_execution
 
@@ -73,17 +73,8 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         super().__init__(subject=subject or _SUBJECT_PLACEHOLDER, body=body, **kwargs)
         self._custom_subject = subject is not None
         self._custom_body = body is not None
-        self.project_name = project_name
-        self.pipeline_id = pipeline_id
+        self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         self.execution_id = execution_id
-        self.workspace = workspace
-        self.buddy_conn_id = buddy_conn_id
-        non_empty(project_name, "project_name")
-        non_empty(buddy_conn_id, "buddy_conn_id")
-        if workspace is not None:
-            non_empty(workspace, "workspace")
-        if not is_template(pipeline_id):
-            pipeline_ref(pipeline_id)
         check_positive_int(execution_id, "execution_id")
 
     def _current(self, pipeline_id: int) -> Execution:

@@ -32,8 +32,6 @@ from airflow_provider_buddy.params import (
     check_positive_int,
     default_deferrable,
     is_template,
-    non_empty,
-    pipeline_ref,
     positive_int,
     positive_seconds,
 )
@@ -56,17 +54,6 @@ if TYPE_CHECKING:
 _PRIORITIES = ("LOW", "NORMAL", "HIGH")
 _TIMEOUT_MARGIN = 5.0
 _CANCEL_ATTEMPTS = 3
-
-
-def _mask(variables: Sequence[Variable]) -> None:
-    """Register encrypted values with Airflow's secrets masker (logs, rendered fields)."""
-    secrets = [v.value for v in variables if v.encrypted and v.value]
-    if not secrets:
-        return
-    from airflow.sdk.log import mask_secret
-
-    for value in secrets:
-        mask_secret(value)
 
 
 class BuddyBaseOperator(BuddyTargetMixin, BaseOperator):
@@ -92,16 +79,7 @@ class BuddyBaseOperator(BuddyTargetMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.project_name = project_name
-        self.pipeline_id = pipeline_id
-        self.workspace = workspace
-        self.buddy_conn_id = buddy_conn_id
-        non_empty(project_name, "project_name")
-        non_empty(buddy_conn_id, "buddy_conn_id")
-        if not is_template(pipeline_id):
-            pipeline_ref(pipeline_id)
-        if workspace is not None:
-            non_empty(workspace, "workspace")
+        self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then mask the rendered encrypted values before Airflow records the rendered fields."""
@@ -328,7 +306,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
             from airflow_provider_buddy.models.buddy import variables_from
 
             try:
-                _mask(variables_from(self.variables))
+                mask_variables(variables_from(self.variables))
             except ValidationError as exc:
                 raise ValueError(f"variables: {describe_validation_error(exc)}") from None
             except (ValueError, TypeError) as exc:
@@ -349,7 +327,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
                     "hold secrets); give them as a list or dict, or set render_template_as_native_obj=True on the DAG"
                 )
             variables = variables_from(value)
-        _mask(variables)
+        mask_variables(variables)
         try:
             return RunPipelineRequest(
                 branch=self.branch or None,
@@ -533,14 +511,14 @@ class BuddyApproveExecutionOperator(BuddyBaseOperator):
         self.variables = variables
         check_positive_int(execution_id, "execution_id")
         if not is_template(variables):
-            _mask(approval_variables_of(variables, "variables"))
+            mask_variables(approval_variables_of(variables, "variables"))
 
     def execute(self, context: Context) -> Any:
         """Check the execution waits for what we answer, then answer it."""
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
         answers = approval_variables_of(self.variables, "variables")
-        _mask(answers)
+        mask_variables(answers)
         current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
         BuddyExecutionLink.persist(context, current.html_url)
         kind = current.waits_for

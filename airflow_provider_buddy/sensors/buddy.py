@@ -16,8 +16,6 @@ from airflow_provider_buddy.params import (
     check_positive_int,
     default_deferrable,
     is_template,
-    non_empty,
-    pipeline_ref,
     positive_int,
 )
 from airflow_provider_buddy.target import BuddyTargetMixin
@@ -75,11 +73,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     ) -> None:
         kwargs.setdefault("poke_interval", 30.0)
         super().__init__(**kwargs)
-        self.project_name = project_name
-        self.pipeline_id = pipeline_id
         self.execution_id = execution_id
-        self.workspace = workspace
-        self.buddy_conn_id = buddy_conn_id
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
         if not is_template(approval_variables):
@@ -90,14 +84,9 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.log_tail_lines = log_tail_lines
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        non_empty(project_name, "project_name")
-        non_empty(buddy_conn_id, "buddy_conn_id")
-        if workspace is not None:
-            non_empty(workspace, "workspace")
         check_bool(skipped_is_success, "skipped_is_success")
         check_bool(deferrable, "deferrable", optional=True)
-        if not is_template(pipeline_id):
-            pipeline_ref(pipeline_id)
+        self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         check_positive_int(execution_id, "execution_id")
         self._approved: set[str] = set()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.models.buddy import Execution, variables_from
-from airflow_provider_buddy.models.buddy_status import WaitKind
+from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
 from airflow_provider_buddy.triggers._base import MAX_BACKOFF, Poll, PollingTrigger
 from airflow_provider_buddy.triggers._poller import SharedPoller, buddy_hook, execution_key, read_execution
 from airflow_provider_buddy.waiting import (
@@ -98,6 +98,7 @@ class BuddyExecutionTrigger(PollingTrigger):
         self._approved: set[str] = set(self.approved_action_ids)
         self._key = execution_key(buddy_conn_id, workspace, project_name, self.pipeline_id, self.execution_id)
         self._last_message = ""
+        self._unknown_seen: set[str | None] = set()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and plain kwargs: the connection id, never a token."""
@@ -166,7 +167,8 @@ class BuddyExecutionTrigger(PollingTrigger):
         elif decision.message and decision.message != self._last_message:
             self.log.info("%s", decision.message)
         self._last_message = decision.message or self._last_message
-        if execution.status is not None and execution.status_group.value == "unknown":
+        if execution.status_group is StatusGroup.UNKNOWN and execution.status not in self._unknown_seen:
+            self._unknown_seen.add(execution.status)  # logged once per status, not every poll
             self.log.info("Buddy reported status %r, unknown to this provider; reading it as still going", execution.status)
         return Poll.again(next_in)
 

@@ -33,8 +33,9 @@ from airflow_provider_buddy.operators.buddy import (
     BuddyRunPipelineOperator,
 )
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
+from airflow_provider_buddy.task_waiting import summary_from_event
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
-from airflow_provider_buddy.waiting import ApprovalPolicy, Step, decide, event_payload, summary
+from airflow_provider_buddy.waiting import ApprovalPolicy, Step, decide, event_payload
 from tests.airflow_support import run_dag, states
 from tests.conftest import TOKEN, WORKSPACE, LogCapture, fast_settings
 from tests.reliability.conftest import SOAK
@@ -309,7 +310,7 @@ def _model_checks(data: Any) -> None:
                                       approved_action_ids=frozenset({"a1"}))
                     assert isinstance(decision.step, Step)
                     json.dumps(event_payload(parsed, decision))
-            json.dumps(summary(parsed))
+            json.dumps(summary_from_event(event_payload(parsed, decide(parsed, ApprovalPolicy.WAIT))))
             _ = (parsed.is_finished, parsed.failed_action, parsed.waiting_action, parsed.waits_for)
 
 
