@@ -6,6 +6,7 @@ HTTP control endpoints under ``/__emulator__/`` (no auth), for an emulator runni
 - ``POST /__emulator__/reset-requests`` -- forget them
 - ``POST /__emulator__/faults`` -- add a fault (the fields of :class:`Fault`); ``DELETE`` removes all
 - ``POST /__emulator__/advance`` -- ``{"seconds": n}`` moves the emulated clock
+- ``POST /__emulator__/speed`` -- ``{"speed": x}`` runs the clock at x from now on (0 pauses it)
 - ``POST /__emulator__/pipelines`` -- add a pipeline (the keyword arguments of ``add_pipeline``)
 - ``GET  /__emulator__/executions/{project}/{pipeline_id}`` -- its executions, newest first
 - ``POST /__emulator__/start/{project}/{pipeline_id}`` -- start a run as from Buddy's UI (body: run body)
@@ -98,6 +99,14 @@ def build_control(state: EmulatorState, faults: FaultBook, log: RequestLog) -> S
         state.advance(float(seconds))
         return {"advanced": seconds}
 
+    def set_speed(_: Request, body: Any) -> Any:
+        speed = (body or {}).get("speed")
+        if not isinstance(speed, (int, float)) or isinstance(speed, bool) or speed < 0:
+            raise ValueError('"speed" must be a non-negative number')
+        with state.lock:
+            state.clock.speed = float(speed)
+        return {"speed": speed}
+
     def add_pipeline(_: Request, body: Any) -> Any:
         if not isinstance(body, dict):
             raise ValueError("body must be a JSON object")
@@ -134,6 +143,7 @@ def build_control(state: EmulatorState, faults: FaultBook, log: RequestLog) -> S
         Route(prefix + "/faults", endpoint(add_fault), methods=["POST"]),
         Route(prefix + "/faults", endpoint(clear_faults), methods=["DELETE"]),
         Route(prefix + "/advance", endpoint(advance), methods=["POST"]),
+        Route(prefix + "/speed", endpoint(set_speed), methods=["POST"]),
         Route(prefix + "/pipelines", endpoint(add_pipeline), methods=["POST"]),
         Route(prefix + "/executions/{project}/{pipeline:int}", endpoint(executions), methods=["GET"]),
         Route(prefix + "/start/{project}/{pipeline:int}", endpoint(start), methods=["POST"]),

@@ -249,6 +249,12 @@ class BuddyEmulator(GoRulesEmulatorMixin):
         """Emulated seconds per real second."""
         return self._state.clock.speed
 
+    @speed.setter
+    def speed(self, value: float) -> None:
+        """Run the emulated clock at ``value`` from now on; 0 pauses it (runs stay where they are)."""
+        with self._state.lock:
+            self._state.clock.speed = value
+
     @property
     def api_disabled(self) -> bool:
         """When True every API call answers 403 "API is disabled in this workspace"."""

@@ -44,14 +44,29 @@ class Clock:
     def __init__(self, speed: float = 1.0) -> None:
         if speed < 0:
             raise ValueError("speed must not be negative")
-        self.speed = speed
+        self._speed = speed
         self._origin = time.time()
         self._monotonic = time.monotonic()
         self._offset = 0.0
 
+    @property
+    def speed(self) -> float:
+        """Emulated seconds per real second."""
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:
+        """Run at ``value`` from now on (0 pauses the clock); the emulated time so far is kept."""
+        if value < 0:
+            raise ValueError("speed must not be negative")
+        self._origin = self.now()
+        self._monotonic = time.monotonic()
+        self._offset = 0.0
+        self._speed = value
+
     def now(self) -> float:
         """The emulated time, in Unix seconds."""
-        return self._origin + (time.monotonic() - self._monotonic) * self.speed + self._offset
+        return self._origin + (time.monotonic() - self._monotonic) * self._speed + self._offset
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward."""

@@ -25,6 +25,7 @@ from airflow_provider_buddy.operators.buddy import (
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from tests.airflow_support import rendered_fields, run_dag, states, xcom
 from tests.conftest import LogCapture
+from tests.emulator_clock import clock_held_until_answered
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "buddy_conn")
 MODES = pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferrable"])
@@ -88,7 +89,8 @@ def test_run_waits_and_records_everything(emulator: BuddyEmulator, deferrable: b
         ),
         params={"branch": "main", "target": "staging"},
     )
-    dag_run = run_dag(dag)
+    with clock_held_until_answered(emulator, r"/executions/\d+$"):
+        dag_run = run_dag(dag)
     assert states(dag_run) == {"run": "success"}
     (post,) = posts(emulator)
     execution = emulator.executions("web", 7)[0]

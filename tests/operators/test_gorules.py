@@ -14,6 +14,7 @@ from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, G
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import LogCapture
+from tests.emulator_clock import clock_held_until_answered
 from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture, make_brms  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "gorules_conn")
@@ -36,7 +37,8 @@ def deploy_op(brms: Brms, env: str, **kwargs: Any) -> GoRulesDeployReleaseOperat
 def test_deploy_and_wait(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
     with new_dag() as dag:
         deploy_op(brms, "qa", comment="Nightly rules", deferrable=deferrable)
-    dag_run = run_dag(dag)
+    with clock_held_until_answered(emulator, r"/runs/[^/]+$"):
+        dag_run = run_dag(dag)
     [run] = emulator.gorules_runs(brms.project_id)
     assert states(dag_run) == {"deploy": "success"} and run["status"] == "completed"
     assert xcom(dag_run, "deploy") == run["id"] and xcom(dag_run, "deploy", "run_id") == run["id"]

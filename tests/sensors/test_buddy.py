@@ -13,10 +13,12 @@ from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 from airflow_provider_buddy.testing import BuddyEmulator
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import LogCapture
+from tests.emulator_clock import clock_held_until_answered
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "buddy_conn")
 MODES = pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 _ids = itertools.count()
+EXECUTION = r"/executions/\d+$"
 
 SLOW = [
     {"id": 10, "name": "Compile", "type": "BUILD", "duration": 10, "log": ["compiling", "done"]},
@@ -63,7 +65,8 @@ def assert_mode(logs: LogCapture, deferrable: bool) -> None:
 @MODES
 def test_success_returns_summary_and_link(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
     emulator.add_pipeline(project="web", pipeline_id=7, identifier="slow", name="Slow", actions=SLOW)
-    dag_run = run_dag(sensor_dag(emulator, 7, deferrable))
+    with clock_held_until_answered(emulator, EXECUTION):
+        dag_run = run_dag(sensor_dag(emulator, 7, deferrable))
     run = last_run(emulator, 7)
     assert states(dag_run) == {"start": "success", "wait": "success"}
     assert_mode(logs, deferrable)
@@ -79,7 +82,8 @@ def test_success_returns_summary_and_link(emulator: BuddyEmulator, deferrable: b
 @MODES
 def test_failure_names_action_error_and_log_tail(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
     emulator.add_pipeline(project="web", pipeline_id=4, identifier="t", name="T", actions=FAILING, outcome="FAILED", fail_action=40, error_message="2 tests failed")
-    dag_run = run_dag(sensor_dag(emulator, 4, deferrable, log_tail_lines=3))
+    with clock_held_until_answered(emulator, EXECUTION):
+        dag_run = run_dag(sensor_dag(emulator, 4, deferrable, log_tail_lines=3))
     run = last_run(emulator, 4)
     assert states(dag_run) == {"start": "success", "wait": "failed"}
     assert_mode(logs, deferrable)

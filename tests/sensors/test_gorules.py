@@ -15,6 +15,7 @@ from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
 from airflow_provider_buddy.testing import BuddyEmulator
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import LogCapture
+from tests.emulator_clock import clock_held_until_answered
 from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "gorules_conn")
@@ -51,7 +52,8 @@ def last_run(brms: Brms) -> dict[str, Any]:
 
 @MODES
 def test_completed_run_returns_its_summary(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
-    dag_run = run_dag(sensor_dag(brms, ["qa"], deferrable))
+    with clock_held_until_answered(emulator, r"/runs/[^/]+$"):
+        dag_run = run_dag(sensor_dag(brms, ["qa"], deferrable))
     run = last_run(brms)
     assert states(dag_run) == {"start": "success", "wait": "success"}
     assert ("Waiting in the triggerer on GoRules run" in logs.text) is deferrable

@@ -147,6 +147,8 @@ def test_control_endpoints(buddy_emulator: BuddyEmulator, api: httpx.Client) -> 
 
     assert httpx.post(control + "/advance", json={"seconds": 6}).status_code == 200
     assert httpx.post(control + "/advance", json={"seconds": "six"}).status_code == 400
+    assert httpx.post(control + "/speed", json={"speed": 0}).json() == {"speed": 0}
+    assert httpx.post(control + "/speed", json={"speed": -1}).status_code == 400
     executions = httpx.get(control + "/executions/web/1").json()
     assert [(e["id"], e["status"]) for e in executions] == [(started["id"], "WAITING_FOR_APPLY"), (rid, "WAITING_FOR_APPLY")]
     approved = httpx.post(control + f"/approve/web/1/{rid}").json()

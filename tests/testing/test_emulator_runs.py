@@ -286,3 +286,17 @@ def test_the_clock_runs_at_the_given_speed(buddy_emulator: BuddyEmulator, api: h
         assert time.monotonic() < deadline, "a 2 s action at speed 40 should finish within 2 s"
         time.sleep(0.02)
     assert buddy_emulator.speed == 40.0
+
+
+def test_speed_pauses_and_resumes_the_clock_keeping_the_time_so_far(emu: BuddyEmulator, api: httpx.Client) -> None:
+    rid = start(api)["id"]
+    emu.advance(1.0)
+    emu.speed = 1000.0  # 2.5 s of actions take 2.5 ms now
+    time.sleep(0.05)
+    emu.speed = 0
+    paused_at = emu.now()
+    assert get(api, rid)["status"] == "WAITING_FOR_APPLY"
+    time.sleep(0.05)
+    assert emu.now() == paused_at and emu.speed == 0
+    with pytest.raises(ValueError, match="speed"):
+        emu.speed = -1
