@@ -35,6 +35,10 @@ REJECTED_STATUSES = frozenset({429, 503})
 _MAX_MESSAGE = 500
 
 
+MIN_SCRUBBED_LENGTH = 3
+"""Encrypted values shorter than this are not cut out of error texts (they would mangle every message)."""
+
+
 class Replay(str, Enum):
     """When a request may be sent again after a failure."""
 
@@ -56,7 +60,7 @@ class ApiCall(Generic[T]):
     :param parse: turns the decoded JSON body into the result.
     :param what: a human description of the target, for messages ("execution 42 of pipeline 1 ...").
     :param params: query parameters.
-    :param json: the JSON body.
+    :param json: the JSON body (left out of ``repr``: it may hold encrypted variable values).
     :param replay: the retry rule.
     """
 
@@ -65,8 +69,23 @@ class ApiCall(Generic[T]):
     parse: Callable[[Any], T]
     what: str
     params: Mapping[str, str | int] | None = None
-    json: Any = None
+    json: Any = field(default=None, repr=False)
     replay: Replay = Replay.SAFE
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values of the encrypted variables in the body (``{"value": ..., "encrypted": true}`` anywhere in it)."""
+        found: list[str] = []
+        pending = [self.json]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                value = item.get("value")
+                if item.get("encrypted") is True and isinstance(value, str) and len(value) >= MIN_SCRUBBED_LENGTH:
+                    found.append(value)
+                pending.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                pending.extend(item)
+        return tuple(sorted(set(found), key=len, reverse=True))  # longest first: a secret inside another is still covered
 
 
 class Page:
@@ -328,15 +347,19 @@ class HttpCore:
         return report
 
     # ---- reading answers --------------------------------------------------------------------
-    def scrub(self, text: str) -> str:
-        """``text`` with the token removed, wherever it appears."""
+    def scrub(self, text: str, call: ApiCall[Any] | None = None) -> str:
+        """``text`` with the token and the call's encrypted variable values removed, wherever they appear."""
         token = self.settings.token
-        return text.replace(token, "***") if token else text
+        if token:
+            text = text.replace(token, "***")
+        for secret in call.secrets() if call is not None else ():
+            text = text.replace(secret, "***")
+        return text
 
     def transport_failure(self, call: ApiCall[Any], exc: httpx.TransportError) -> Exception:
         """A network failure: transient when the replay rule allows, else the final error."""
         never_opened = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-        detail = self.scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        detail = self.scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, call)
         if _certificate_rejected(exc):  # a setting to fix, not an outage to wait out: not retried
             return self.errors.build(
                 ErrorKind.CONFIGURATION,
@@ -360,7 +383,7 @@ class HttpCore:
         status = response.status_code
         if status < 300:
             return
-        messages = tuple(self.scrub(m) for m in server_messages(response))
+        messages = tuple(self.scrub(m, call) for m in server_messages(response))
         retryable = status in RETRYABLE_STATUSES if call.replay is Replay.SAFE else (
             call.replay is Replay.ONLY_IF_REJECTED and status in REJECTED_STATUSES
         )

@@ -173,3 +173,40 @@ def test_token_never_in_errors_or_logs(emulator: BuddyEmulator, logs: LogCapture
     text = logs.text
     assert "retry 3 of 3" in text and TOKEN not in text and "echo ***" in str(info.value)
     assert TOKEN not in repr(hook) and TOKEN not in repr(hook.settings)
+
+
+ENCRYPTED = "enc-ECHOED-by-the-server-7731"
+
+
+async def test_encrypted_values_a_server_echoes_never_reach_errors_or_logs(emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """Buddy answering with the value it was sent (a 400 on the run, 429s then a 400 on an approval) leaks nothing."""
+    variables = [{"key": "DEPLOY_PASSWORD", "value": ENCRYPTED, "encrypted": True}, {"key": "TARGET", "value": "prod"}]
+    echo = {"errors": [{"message": f"Variable DEPLOY_PASSWORD={ENCRYPTED} is invalid for TARGET=prod"}]}
+    emulator.add_fault(Fault(kind="status", status=400, method="POST", path=RUNS, body=echo, times=2))
+    emulator.add_fault(Fault(kind="status", status=429, method="PATCH", body=echo, headers={"Retry-After": "0"}, times=2))
+    emulator.add_fault(Fault(kind="status", status=400, method="PATCH", body=echo, times=2))
+    hook = BuddyHook(settings=fast_settings(emulator.url))
+    errors: list[BuddyApiError] = []
+    try:
+        for call in (
+            lambda: hook.run_pipeline("web", 1, {"variables": variables}),
+            lambda: hook.approve_execution("web", 1, 1, variables=variables),
+        ):
+            with pytest.raises(BuddyApiError) as info:
+                call()
+            errors.append(info.value)
+        with pytest.raises(BuddyApiError) as async_info:
+            await hook.arun_pipeline("web", 1, {"variables": variables})
+        errors.append(async_info.value)
+        with pytest.raises(BuddyApiError) as async_info:
+            await hook.aapprove_execution("web", 1, 1, variables=variables)
+        errors.append(async_info.value)
+    finally:
+        await hook.aclose()
+        hook.close()
+    assert [e.http_status for e in errors] == [400, 400, 400, 400]
+    for error in errors:
+        assert ENCRYPTED not in f"{error} {error!r} {error.server_messages}"
+        assert "Variable DEPLOY_PASSWORD=*** is invalid for TARGET=prod" in str(error)  # the rest of Buddy's words kept
+    assert ENCRYPTED not in logs.text and "HTTP 429" in logs.text  # the retried 429s were logged, scrubbed too
+    assert sum(ENCRYPTED in str(r.json) for r in emulator.requests) == 6  # it was sent each time, where it belongs
