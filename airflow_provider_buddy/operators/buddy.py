@@ -25,7 +25,14 @@ from airflow_provider_buddy.exceptions import (
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
 from airflow_provider_buddy.models.validation import describe_validation_error
-from airflow_provider_buddy.operators.reattach import SEARCH_DEPTH, marked_comment, task_marker
+from airflow_provider_buddy.operators.reattach import (
+    SEARCH_DEPTH,
+    first_try_of_generation,
+    marked_comment,
+    marked_try,
+    task_marker,
+    try_number_of,
+)
 from airflow_provider_buddy.params import (
     BUDDY_DEFAULT_CONN_ID,
     check_bool,
@@ -200,8 +207,11 @@ class BuddyRunPipelineOperator(_WaitingOperator):
 
     Pushes XCom ``execution_id`` and ``html_url`` right after the run starts, before any waiting,
     and returns the execution id; the wait's summary (status, link, outputted variables) goes to
-    XCom ``summary``. A retried task re-attaches to the run its earlier try started (the run's
-    comment carries a marker of the task instance) instead of starting a second one.
+    XCom ``summary``. A retried task carries on with the run its earlier try started (the run's
+    comment carries a marker of the task instance and the try) instead of starting a second one:
+    a run still going is waited on, one that succeeded gives its result, and one that failed or was
+    cancelled is retried in Buddy (``retry_failed_run``). A task cleared by a person runs the pipeline
+    again, unless the earlier run is still going.
 
     :param branch: run on this branch (templated; at most one of branch, tag, pull_request).
     :param tag: run on this tag (templated).
@@ -223,7 +233,10 @@ class BuddyRunPipelineOperator(_WaitingOperator):
     :param poll_interval: seconds between status checks.
     :param on_approval: ``wait``, ``succeed``, ``fail`` or ``approve`` (see the sensor).
     :param approval_variables: answers for a "pass arguments" prompt with ``on_approval="approve"``.
-    :param reattach_on_retry: on a later try, wait on the run an earlier try started.
+    :param reattach_on_retry: on a later try, carry on with the run an earlier try started (False: always start a new run).
+    :param retry_failed_run: when an automatic retry finds that its earlier try's run failed or was cancelled,
+        retry that execution in Buddy (``RETRY``: it resumes from the failed action, on the same revision)
+        instead of starting a new run. False starts a new run. A run Buddy refuses to retry is run anew.
     :param cancel_on_kill: cancel the run when the task is killed or times out.
     :param skipped_is_success: read a SKIPPED run as success.
     :param log_tail_lines: how many log lines of a failed action to show.
@@ -263,6 +276,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         package_version: str | None = None,
         delay_until: datetime | None = None,
         reattach_on_retry: bool = True,
+        retry_failed_run: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -283,11 +297,12 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         self.package_version = package_version
         self.delay_until = delay_until
         self.reattach_on_retry = reattach_on_retry
-        self._ended_marked_run: int | None = None
+        self.retry_failed_run = retry_failed_run
         self._check_at_parse_time()
 
     def _check_at_parse_time(self) -> None:
         check_bool(self.reattach_on_retry, "reattach_on_retry")
+        check_bool(self.retry_failed_run, "retry_failed_run")
         check_bool(self.refresh, "refresh", optional=True)
         check_bool(self.clear_cache, "clear_cache", optional=True)
         refs = [name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None and not is_template(getattr(self, name))]
@@ -350,21 +365,19 @@ class BuddyRunPipelineOperator(_WaitingOperator):
 
     # ---- run -----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        """Start (or re-attach to) the run, record it, then wait as configured."""
+        """Start (or carry on with) the run, record it, then wait as configured."""
         marker = task_marker(context)
-        request = self.build_request(comment=marked_comment(self.comment, marker, context))
+        ti = context["ti"]
+        try_number = try_number_of(ti)
+        request = self.build_request(comment=marked_comment(self.comment, marker, context, try_number=try_number))
         self._approval_answers()  # a rendered value that is not variables fails now, before the run starts
         pipeline_id = self.resolve_pipeline_id()
-        ti = context["ti"]
+        before = self.marked_runs(pipeline_id, marker)  # also tells a lost answer's run from older ones
         execution: Execution | None = None
-        if self.reattach_on_retry:
-            execution = self.find_marked_run(pipeline_id, marker, include_finished=False)
-            if execution is not None:
-                self.log.info(
-                    "Re-attaching to %s, started by an earlier try of this task instance (%s)", describe_execution(execution), execution.status
-                )
+        if self.reattach_on_retry and before:
+            execution = self._carry_on_with(pipeline_id, before[0], marker, first_try_of_generation(ti, self.retries), try_number)
         if execution is None:
-            execution = self._start(pipeline_id, marker, request)
+            execution = self._start(pipeline_id, marker, try_number, request, known={e.id for e in before})
         self._started(context, execution)
         if not self.wait_for_completion:
             return execution.id
@@ -372,27 +385,68 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         ti.xcom_push(key="summary", value=summary)
         return execution.id
 
-    def _start(self, pipeline_id: int, marker: str, request: RunPipelineRequest) -> Execution:
+    def _carry_on_with(self, pipeline_id: int, execution: Execution, marker: str, first_try: int, try_number: int) -> Execution | None:
+        """
+        The run an earlier try of this task instance started, when this try carries on with it.
+
+        Still going: wait on it (also after a clear: a second run beside it would be worse). Ended, and
+        started in this generation (this try is an automatic retry): take a success as it is; retry a
+        failure or cancellation in Buddy when ``retry_failed_run``. Otherwise None: start a new run.
+        """
+        what = describe_execution(execution)
+        if not execution.is_finished:
+            self.log.info("Re-attaching to %s, started by an earlier try of this task instance (%s)", what, execution.status)
+            return execution
+        started_by = marked_try(execution.comment, marker)
+        if started_by is None or not first_try <= started_by < try_number:
+            self.log.info("This task's earlier %s already ended (%s) before the task was cleared; starting a new run", what, execution.status)
+            return None
+        group = execution.status_group
+        if group is StatusGroup.SUCCESS or (group is StatusGroup.SKIPPED and self.skipped_is_success):
+            self.log.info("%s, started by try %s, already ended %s: taking its result instead of running again", what, started_by, execution.status)
+            return execution
+        if self.retry_failed_run and group in (StatusGroup.FAILURE, StatusGroup.CANCELLED):
+            return self._retry_in_buddy(pipeline_id, execution, started_by)
+        self.log.info("%s, started by try %s, ended %s; starting a new run", what, started_by, execution.status)
+        return None
+
+    def _retry_in_buddy(self, pipeline_id: int, execution: Execution, started_by: int) -> Execution | None:
+        """RETRY the earlier try's failed run; None (run anew) when Buddy refuses to retry it."""
+        try:
+            retried = self.hook.retry_execution(self.project_name, pipeline_id, execution.id, workspace=self.workspace)
+        except BuddyApiError as exc:  # a 4xx: Buddy will not retry this one (a lost answer raises and the next try re-attaches)
+            self.log.warning("Buddy refused to retry %s (%s); starting a new run", describe_execution(execution), exc)
+            return None
+        self.log.info(
+            "Retried %s in Buddy (it had ended %s on try %s) instead of starting a new run (%s)",
+            describe_execution(retried),
+            execution.status,
+            started_by,
+            retried.status,
+        )
+        return retried
+
+    def _start(self, pipeline_id: int, marker: str, try_number: int, request: RunPipelineRequest, known: set[int]) -> Execution:
         try:
             execution = self.hook.run_pipeline(self.project_name, pipeline_id, request, workspace=self.workspace)
         except (BuddyConnectionError, BuddyResponseError, BuddyServerError) as exc:
-            # The POST may have reached Buddy (a lost, garbled or 5xx answer): look for the run it would have
-            # started before failing. An earlier try's run that had already ended is not that run.
+            # The POST may have reached Buddy (a lost, garbled or 5xx answer): look for the run this try would
+            # have started before failing: tagged with this try, and not among the marked runs seen before sending.
             self.log.warning("The run request's answer was lost (%s); looking for the run by its marker", exc)
-            found = self._search_after_lost_answer(pipeline_id, marker)
-            if found is None or found.id == self._ended_marked_run:
+            found = self._search_after_lost_answer(pipeline_id, marker, try_number, known)
+            if found is None:
                 raise
             self.log.info("Found %s: the run request did reach Buddy", describe_execution(found))
             return found
         self.log.info("Started %s (%s)", describe_execution(execution), execution.status)
         return execution
 
-    def _search_after_lost_answer(self, pipeline_id: int, marker: str) -> Execution | None:
+    def _search_after_lost_answer(self, pipeline_id: int, marker: str, try_number: int, known: set[int]) -> Execution | None:
         """The search after a lost run answer must not fail on transient trouble: this try would then fail with a run
         going (or done) that a retry, seeing it ended, would start again. It tries a few times."""
         for attempt in range(_CANCEL_ATTEMPTS):
             try:
-                return self.find_marked_run(pipeline_id, marker, include_finished=True)
+                return self.find_marked_run(pipeline_id, marker, try_number=try_number, exclude=known)
             except BuddyError as exc:
                 if not exc.transient or attempt + 1 == _CANCEL_ATTEMPTS:
                     raise
@@ -400,22 +454,20 @@ class BuddyRunPipelineOperator(_WaitingOperator):
                 time.sleep(min(self.poll_interval, 1.0))
         return None  # pragma: no cover
 
-    def find_marked_run(self, pipeline_id: int, marker: str, *, include_finished: bool) -> Execution | None:
-        """
-        The newest run this task instance started, if it is still going (or any, with ``include_finished``).
-
-        A finished earlier run is not reused: clearing a task must run the pipeline again.
-        """
+    def marked_runs(self, pipeline_id: int, marker: str) -> list[Execution]:
+        """The runs this task instance started, newest first, among the recent executions."""
         executions = self.hook.list_executions(
             self.project_name, pipeline_id, workspace=self.workspace, per_page=50, max_items=SEARCH_DEPTH
         )
-        for execution in executions:
-            if execution.comment and marker in execution.comment:
-                if include_finished or not execution.is_finished:
-                    return execution
-                self._ended_marked_run = execution.id
-                self.log.info("This task's earlier %s already ended (%s); starting a new run", describe_execution(execution), execution.status)
-                return None
+        return [e for e in executions if e.comment and marker in e.comment]
+
+    def find_marked_run(
+        self, pipeline_id: int, marker: str, *, try_number: int | None = None, exclude: set[int] | frozenset[int] = frozenset()
+    ) -> Execution | None:
+        """The newest run this task instance started (given ``try_number``: that try), leaving out ``exclude``."""
+        for execution in self.marked_runs(pipeline_id, marker):
+            if execution.id not in exclude and (try_number is None or marked_try(execution.comment, marker) == try_number):
+                return execution
         return None
 
 

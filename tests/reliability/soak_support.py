@@ -96,6 +96,7 @@ class Retries:
         report_retry = HttpCore._report_retry
         backoff = BuddyExecutionTrigger.backoff
         find_marked_run = BuddyRunPipelineOperator.find_marked_run
+        carry_on_with = BuddyRunPipelineOperator._carry_on_with
         counts = self.counts
 
         def counting_report(core: HttpCore, call: Any) -> Any:
@@ -111,15 +112,22 @@ class Retries:
             counts["failed polls waited out by a trigger"] += 1
             return backoff(trigger, streak, retry_after)
 
-        def counting_find(operator: BuddyRunPipelineOperator, pipeline_id: int, marker: str, *, include_finished: bool) -> Any:
-            found = find_marked_run(operator, pipeline_id, marker, include_finished=include_finished)
+        def counting_find(operator: BuddyRunPipelineOperator, pipeline_id: int, marker: str, **kwargs: Any) -> Any:
+            found = find_marked_run(operator, pipeline_id, marker, **kwargs)
             if found is not None:
-                counts["lost run answers recovered by marker" if include_finished else "retried tasks re-attached to their run"] += 1
+                counts["lost run answers recovered by marker"] += 1
             return found
+
+        def counting_carry_on(operator: BuddyRunPipelineOperator, *args: Any) -> Any:
+            carried = carry_on_with(operator, *args)
+            if carried is not None:
+                counts["retried tasks that carried on with their earlier try's run"] += 1
+            return carried
 
         monkeypatch.setattr(HttpCore, "_report_retry", counting_report)
         monkeypatch.setattr(BuddyExecutionTrigger, "backoff", counting_backoff)
         monkeypatch.setattr(BuddyRunPipelineOperator, "find_marked_run", counting_find)
+        monkeypatch.setattr(BuddyRunPipelineOperator, "_carry_on_with", counting_carry_on)
 
 
 def mutations(emulator: BuddyEmulator, chaos: Chaos) -> dict[str, list[tuple[Any, bool]]]:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -389,16 +390,28 @@ def test_a_failed_approval_neither_fails_the_task_nor_starts_another_run(emulato
     assert [r.json["operation"] for r in sent] == ["APPLY_VARIABLES"] * (1 if when == "after" else 2)
 
 
+def add_fault_once_posted(emulator: BuddyEmulator, fault: Fault) -> None:
+    deadline = time.monotonic() + 60
+    while not emulator.requests_to("POST", r"/executions$") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    emulator.add_fault(fault)
+
+
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
 def test_the_search_after_a_lost_run_answer_outlasts_transient_trouble(emulator: BuddyEmulator) -> None:
     """The run POST's answer is lost, then the search for the run hits a 5xx streak longer than the hook's retries."""
     emulator.add_pipeline("web", 9, "instant", actions=[{"id": 90, "name": "Noop", "type": "BUILD", "duration": 0}])
-    emulator.add_fault(Fault(kind="drop", method="POST", path=r"/executions$", when="after"))
-    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/executions$", times=5))
+    # Buddy starts the run, holds the answer 2 s, then drops the connection; the outage starts once the POST is in
+    # (the listing before the POST, which looks for an earlier try's run, must not meet it)
+    emulator.add_fault(Fault(kind="drop", method="POST", path=r"/executions$", when="after", delay=2.0))
+    outage = threading.Thread(target=add_fault_once_posted, args=(emulator, Fault(kind="status", status=503, method="GET", path=r"/executions$", times=5)))
+    outage.start()
     with DAG(dag_id="lost_answer_outage", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=9, poll_interval=0.1, reattach_on_retry=False,
                                  retries=1, retry_delay=timedelta(0))
     dag_run = run_dag(dag)
+    outage.join()
+    assert emulator.faults == []  # all five 503s were met by the search
     (execution,) = emulator.executions("web", 9)
     assert states(dag_run) == {"run": "success"} and dag_run.get_task_instance("run").try_number == 1
     assert xcom(dag_run, "run") == execution["id"] and len(emulator.requests_to("POST", ".")) == 1

@@ -10,8 +10,8 @@ after an approval whose answer did arrive.)
 
 The worker: it dies (SIGKILL) right after Buddy accepted the run POST, before the answer (and so before any
 XCom) reached it; the retry must re-attach to that run, not start a second one. A run POST answered with
-a 5xx after Buddy processed it, and a cleared task whose new POST never reached Buddy, must not end with a
-second run or with the previous run's result. (``tests/operators/test_buddy.py`` covers a crash mid-wait
+a 5xx after Buddy processed it must not end with a second run, and a rerun whose POST never reached Buddy
+must not take the previous run's result. (``tests/operators/test_buddy.py`` covers a crash mid-wait
 and a POST whose answer timed out.)
 """
 
@@ -37,7 +37,7 @@ from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
 from tests.airflow_support import run_dag, states, xcom
-from tests.conftest import connection_json
+from tests.conftest import LogCapture, connection_json
 
 GATES = [
     {"id": 20, "name": "Deploy staging", "type": "BUILD", "duration": 1},
@@ -215,19 +215,20 @@ def test_run_post_answered_5xx_after_buddy_started_it(emulator: BuddyEmulator) -
 
 
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
-def test_cleared_task_whose_post_never_arrived_does_not_take_the_old_run(emulator: BuddyEmulator) -> None:
+def test_rerun_whose_post_never_arrived_does_not_take_the_old_run(emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """The same DAG run again (dag.test recreates it, so its try is "try 1" like the old run's): its POST is lost,
+    and the search for the run it may have started must not take the old run, though it carries the same marker and try."""
     with DAG(dag_id="cleared_lost_post", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=1, poll_interval=0.1, retries=1, retry_delay=timedelta(0))
+        BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=1, poll_interval=0.1)
     when = datetime(2026, 5, 5, tzinfo=timezone.utc)
     first = run_dag(dag, logical_date=when)
     (old,) = emulator.executions("web", 1)
-    assert states(first) == {"run": "success"} and old["status"] == "SUCCESSFUL"
-    emulator.add_fault(Fault(kind="drop", method="POST", path=RUNS))  # the run it again: the POST never reaches Buddy
+    assert states(first) == {"run": "success"} and old["status"] == "SUCCESSFUL" and old["comment"].endswith("(try 1)")
+    emulator.add_fault(Fault(kind="drop", method="POST", path=RUNS))  # run it again: the POST never reaches Buddy
     again = run_dag(dag, logical_date=when)
-    new, previous = emulator.executions("web", 1)
-    assert previous["id"] == old["id"] and new["status"] == "SUCCESSFUL"
-    assert states(again) == {"run": "success"} and xcom(again, "run") == new["id"]
-    assert [r.fault for r in emulator.requests_to("POST", RUNS)] == [None, "drop", None]
+    assert emulator.executions("web", 1) == [old] and [r.fault for r in emulator.requests_to("POST", RUNS)] == [None, "drop"]
+    assert states(again) == {"run": "failed"} and xcom(again, "run") is None
+    assert "looking for the run by its marker" in logs.text and "the run request did reach Buddy" not in logs.text
 
 
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
