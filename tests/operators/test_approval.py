@@ -129,6 +129,7 @@ def test_already_answered_in_buddy_succeeds_without_asking(emulator: BuddyEmulat
     execution = emulator.start_execution("web", 2)
     emulator.advance(5)
     emulator.approve_in_buddy("web", 2, execution["id"])
+    emulator.speed = 0  # approved and still going, however slow this machine is
     with DAG(dag_id=f"gate_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyApprovalOperator(task_id="gate", project_name="web", pipeline_id=2, execution_id=execution["id"])
     dag_run = run_dag(dag)
