@@ -1,9 +1,9 @@
 """
 Pytest fixtures for the Buddy.Works emulator.
 
-Enable with ``pytest_plugins = ["airflow_provider_buddy.testing.pytest_plugin"]`` in the root
-``conftest.py``, or import the fixture functions (``buddy_emulator_fixture``, ``buddy_emulator_session_fixture``,
-``buddy_emulator_shared_fixture``) into a conftest: pytest registers them under the names below.
+Installing the provider registers this plugin with pytest (entry point ``pytest11``), so the fixtures
+below are there in any test; the emulator's server code loads only when a test asks for one. (Listing it
+in ``pytest_plugins`` as well does no harm.)
 
 - ``buddy_emulator`` (function scope): a started :class:`BuddyEmulator` with ``speed=20.0``; keyword
   arguments from a ``@pytest.mark.buddy_emulator(...)`` marker override the defaults, e.g.
@@ -15,11 +15,12 @@ Enable with ``pytest_plugins = ["airflow_provider_buddy.testing.pytest_plugin"]`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_buddy.testing.server import BuddyEmulator
+if TYPE_CHECKING:
+    from airflow_provider_buddy.testing.server import BuddyEmulator
 
 DEFAULTS: dict[str, Any] = {"speed": 20.0}
 
@@ -34,6 +35,8 @@ def buddy_emulator_fixture(request: pytest.FixtureRequest) -> Iterator[BuddyEmul
     """A started emulator for one test."""
     marker = request.node.get_closest_marker("buddy_emulator")
     kwargs = {**DEFAULTS, **(marker.kwargs if marker is not None else {})}
+    from airflow_provider_buddy.testing.server import BuddyEmulator
+
     with BuddyEmulator(**kwargs) as emulator:
         yield emulator
 
@@ -41,6 +44,8 @@ def buddy_emulator_fixture(request: pytest.FixtureRequest) -> Iterator[BuddyEmul
 @pytest.fixture(name="_buddy_emulator_shared", scope="session")
 def buddy_emulator_shared_fixture() -> Iterator[BuddyEmulator]:
     """The one emulator behind ``buddy_emulator_session``."""
+    from airflow_provider_buddy.testing.server import BuddyEmulator
+
     with BuddyEmulator(**DEFAULTS) as emulator:
         yield emulator
 

@@ -10,13 +10,7 @@ import pytest
 
 from airflow_provider_buddy.testing import BuddyEmulator
 
-# the plugin's fixtures (registered as buddy_emulator, buddy_emulator_session) and its marker registration
-from airflow_provider_buddy.testing.pytest_plugin import (  # noqa: F401
-    buddy_emulator_fixture,
-    buddy_emulator_session_fixture,
-    buddy_emulator_shared_fixture,
-    pytest_configure,
-)
+# buddy_emulator and buddy_emulator_session come from the plugin the package registers with pytest (pytest11)
 
 # one SSL context for every client: httpx builds a new one (~40 ms) for each client otherwise
 SSL_CONTEXT = ssl.create_default_context()
