@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -40,12 +41,34 @@ from airflow_provider_buddy.models.buddy import Execution
 from airflow_provider_buddy.triggers._transport import Http11Transport, LeanClient, lean_transport_allowed
 
 MAX_IN_FLIGHT = 10
+MAX_IN_FLIGHT_ENV = "BUDDY_TRIGGERER_MAX_IN_FLIGHT"
+"""Set in the triggerer's environment to allow more (or fewer) reads at once; see :func:`max_in_flight`."""
 SETTINGS_TTL = 300.0
 MAX_PACING_SHARE = 0.5
 """A read is held back by at most this share of its ``max_age`` to keep its place in the interval."""
 
 T = TypeVar("T")
 H = TypeVar("H")
+
+
+def max_in_flight() -> int:
+    """
+    The most reads one triggerer sends at once: ``BUDDY_TRIGGERER_MAX_IN_FLIGHT`` or 10.
+
+    Each read in flight holds one pooled connection, so this is also the most connections per account.
+    Ten keep up with a thousand triggers polling every 10 s while an answer takes under 100 ms; over a
+    slower network, raise it (throughput is about ``max_in_flight / round-trip time`` reads per second).
+    """
+    raw = os.environ.get(MAX_IN_FLIGHT_ENV, "").strip()
+    if not raw:
+        return MAX_IN_FLIGHT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise ValueError(f"{MAX_IN_FLIGHT_ENV} must be a whole number from 1 to 1000, got {raw!r}")
+    return value
 
 
 class _Gate:
@@ -114,7 +137,7 @@ class SharedPoller:
         loop = asyncio.get_running_loop()
         poller = cls._by_loop.get(loop)
         if poller is None:
-            poller = cls._by_loop[loop] = cls()
+            poller = cls._by_loop[loop] = cls(max_in_flight())
         return poller
 
     @asynccontextmanager

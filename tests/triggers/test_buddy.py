@@ -242,3 +242,36 @@ async def test_one_pooled_client_per_connection(emulator: BuddyEmulator) -> None
     await asyncio.gather(*(first_event(trigger(r)) for r in runs))
     watcher.cancel()
     assert max(s["clients"] for s in seen) == 1 and max(s["users"] for s in seen) == 5
+
+
+async def test_reads_in_flight_are_capped_by_the_triggerers_setting(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BUDDY_TRIGGERER_MAX_IN_FLIGHT=2: six triggers' reads, each answered after 0.3 s, go out two at a time."""
+    from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV
+
+    monkeypatch.setenv(MAX_IN_FLIGHT_ENV, "2")
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="quick", actions=[{"id": 1, "name": "Noop", "type": "BUILD", "duration": 0}])
+    runs = [emulator.start_execution("web", 6)["id"] for _ in range(6)]
+    emulator.add_fault(Fault(kind="delay", delay=0.3, method="GET", path=r"/executions/\d+$", times=None))
+    events = await asyncio.gather(*(first_event(trigger(run, pipeline_id=6)) for run in runs))
+    assert [e["status"] for e in events] == ["success"] * 6
+    arrivals = sorted(r.time for r in emulator.requests_to("GET", r"/executions/\d+$"))
+    assert len(arrivals) == 6
+    # a third read may only start when one of the first two was answered (a lower bound: a slow machine only widens it)
+    assert all(later - earlier >= 0.25 for earlier, later in zip(arrivals, arrivals[2:], strict=False))
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 10), ("32", 32), (" 1 ", 1)])
+def test_max_in_flight_setting(monkeypatch: pytest.MonkeyPatch, raw: str, expected: int) -> None:
+    from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV, max_in_flight
+
+    monkeypatch.setenv(MAX_IN_FLIGHT_ENV, raw)
+    assert max_in_flight() == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "ten", "1001"])
+def test_max_in_flight_setting_refuses_nonsense(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV, max_in_flight
+
+    monkeypatch.setenv(MAX_IN_FLIGHT_ENV, raw)
+    with pytest.raises(ValueError, match=f"{MAX_IN_FLIGHT_ENV} must be a whole number from 1 to 1000, got '{raw}'"):
+        max_in_flight()
