@@ -23,6 +23,14 @@ from tests.conftest import LogCapture
 RUNS = r"/pipelines/9/executions$"
 ONE_EXECUTION = r"/pipelines/9/executions/\d+$"
 _ids = itertools.count()
+FLAKY: dict[str, Any] = {
+    "project": "web",
+    "pipeline_id": 9,
+    "identifier": "flaky",
+    "actions": [{"id": 91, "name": "Integration tests", "type": "BUILD", "duration": 1}],
+    "outcome": "FAILED",
+    "fail_action": 91,
+}
 
 
 def ti(**fields: Any) -> SimpleNamespace:
@@ -94,15 +102,7 @@ def test_retry_takes_a_succeeded_run_and_a_clear_runs_again(emulator: BuddyEmula
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
 @pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferrable"])
 def test_retry_after_a_failed_run_retries_it_in_buddy(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
-    emulator.add_pipeline(
-        project="web",
-        pipeline_id=9,
-        identifier="flaky",
-        actions=[{"id": 91, "name": "Integration tests", "type": "BUILD", "duration": 1}],
-        outcome="FAILED",
-        fail_action=91,
-        retry_outcome="SUCCESSFUL",
-    )
+    emulator.add_pipeline(**FLAKY, retry_outcome="SUCCESSFUL")
     dag_run = run_dag(run_task(retries=1, deferrable=deferrable))
     (run,) = emulator.executions("web", 9)
     assert states(dag_run) == {"run": "success"} and dag_run.get_task_instance("run").try_number == 2
@@ -116,14 +116,7 @@ def test_retry_after_a_failed_run_retries_it_in_buddy(emulator: BuddyEmulator, d
 def test_retry_after_a_failed_run_starts_a_new_one_when_not_retried(
     emulator: BuddyEmulator, retry_failed_run: bool, refused: bool, logs: LogCapture
 ) -> None:
-    emulator.add_pipeline(
-        project="web",
-        pipeline_id=9,
-        identifier="flaky",
-        actions=[{"id": 91, "name": "Integration tests", "type": "BUILD", "duration": 1}],
-        outcome="FAILED",
-        fail_action=91,
-    )
+    emulator.add_pipeline(**FLAKY, retry_outcome="FAILED")
     if refused:
         emulator.add_fault(Fault(kind="status", status=400, method="PATCH", path=ONE_EXECUTION, body={"errors": [{"message": "Cannot retry"}]}))
     dag_run = run_dag(run_task(retries=1, retry_failed_run=retry_failed_run))
