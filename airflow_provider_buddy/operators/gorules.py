@@ -21,13 +21,14 @@ from airflow_provider_buddy.exceptions import (
     GoRulesError,
     GoRulesNotFoundError,
     GoRulesResponseError,
+    GoRulesServerError,
 )
 from airflow_provider_buddy.gorules_task_waiting import RUN_ID_KEY, RUN_URL_KEY, GoRulesWaitingMixin, deadline_before_timeout
-from airflow_provider_buddy.gorules_waiting import describe_run, gorules_policy, run_event_payload, run_summary
+from airflow_provider_buddy.gorules_waiting import CANCEL_ATTEMPTS, describe_run, gorules_policy, run_event_payload, run_summary
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.hooks.gorules_api import run_url
 from airflow_provider_buddy.models.gorules import Run
-from airflow_provider_buddy.operators.gorules_reattach import earlier_try_run, looks_oldest_first, new_run
+from airflow_provider_buddy.operators.gorules_reattach import earlier_try_run, looks_oldest_first, new_run, reaches_back
 from airflow_provider_buddy.operators.reattach import SEARCH_DEPTH, marked_comment, task_marker
 from airflow_provider_buddy.params import default_deferrable, is_template, non_empty, positive_seconds
 from airflow_provider_buddy.waiting import Decision, EventStatus, Step
@@ -144,10 +145,10 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         marker = task_marker(context)
         ti = context["ti"]
         self._cancel_comment = f"Cancelled by Airflow: task {ti.dag_id}.{ti.task_id} was killed or timed out {marker}"
-        before = self._recent_runs(project_id)
+        retry_since = self._dag_run_start(context) if getattr(ti, "try_number", 1) > 1 else None
+        before = self._recent_runs(project_id, since=retry_since if self.reattach_on_retry else None)
         run: Run | None = None
         if self.reattach_on_retry:
-            retry_since = self._dag_run_start(context) if getattr(ti, "try_number", 1) > 1 else None
             run, why = earlier_try_run(before, release_id, environment_id, marker, retry_since=retry_since)
             if run is not None:
                 self.log.info("Re-attaching to %s instead of deploying again: %s (%s)", describe_run(run), why, run.status)
@@ -170,8 +171,10 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
     def _deploy(self, project_id: str, release_id: str, environment_id: str, comment: str, marker: str, known: set[str]) -> Run:
         try:
             result = self.hook.deploy_release(project_id, release_id, environment_id, comment)
-        except (GoRulesConnectionError, GoRulesResponseError) as exc:
-            # The POST may have reached the BRMS: look for the run it would have created before failing.
+        except (GoRulesConnectionError, GoRulesResponseError, GoRulesServerError) as exc:
+            # The POST may have reached the BRMS (a lost, garbled or 5xx answer): look for the run it would have
+            # created before failing. Failing with that run going would leave it unwatched (or, on a retry after
+            # it ended, deploy the release a second time).
             self.log.warning("The deploy's answer was lost (%s); looking for the run it may have created", exc)
             found = self._find_new_run(project_id, known, release_id, environment_id, marker)
             if found is None:
@@ -184,6 +187,12 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
                 run = self.hook.get_run(project_id, result.run_id)
             except GoRulesNotFoundError:
                 self.log.info("The deploy answered id %s, which is not a run; looking the run up", result.run_id)
+            except GoRulesError as exc:
+                if not exc.transient:
+                    raise
+                # The deploy is done and named its run: a failed read must not fail the task (the wait reads it again).
+                self.log.warning("Could not read run %s yet (%s); waiting on it by its id", result.run_id, exc)
+                run = Run(id=result.run_id, release_id=release_id)
         if run is None:
             self.log.info("The deploy's answer does not name the run (keys: %s); looking it up among the project's runs", list(result.raw_keys))
             run = self._find_new_run(project_id, known, release_id, environment_id, marker)
@@ -196,19 +205,37 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         return run
 
     def _find_new_run(self, project_id: str, known: set[str], release_id: str, environment_id: str, marker: str) -> Run | None:
+        """The run the deploy created, listing the project's runs a few times (it may show up a moment later).
+        Transient trouble listing them does not end the search early: failing now would leave that run unwatched."""
         pause = min(self.poll_interval, 1.0)
+        trouble: GoRulesError | None = None
         for attempt in range(LOOKUP_ATTEMPTS):
-            found = new_run(self._recent_runs(project_id), known, release_id, environment_id, marker)
-            if found is not None:
-                return found
+            try:
+                found = new_run(self._recent_runs(project_id), known, release_id, environment_id, marker)
+            except GoRulesError as exc:
+                if not exc.transient:
+                    raise
+                self.log.warning("Listing the project's runs failed (%s); trying again", exc)
+                trouble, found = exc, None
+            else:
+                trouble = None
+                if found is not None:
+                    return found
             if attempt + 1 < LOOKUP_ATTEMPTS:
                 time.sleep(pause)
+        if trouble is not None:
+            raise trouble
         return None
 
-    def _recent_runs(self, project_id: str) -> list[Run]:
-        """The project's newest runs (every run when the API lists them oldest first and there are many)."""
+    def _recent_runs(self, project_id: str, *, since: datetime | None = None) -> list[Run]:
+        """
+        The project's newest runs: every run when the API lists them oldest first and there are many, or when
+        ``since`` (a retry: the DAG run's start) is given and the newest ones do not reach back to it — in a busy
+        project an earlier try's run may be older than the newest :data:`SEARCH_DEPTH`, and missing it would deploy
+        the release a second time.
+        """
         runs = self.hook.list_runs(project_id, max_items=SEARCH_DEPTH)
-        if len(runs) >= SEARCH_DEPTH and looks_oldest_first(runs):
+        if len(runs) >= SEARCH_DEPTH and (looks_oldest_first(runs) or not reaches_back(runs, since)):
             runs = self.hook.list_runs(project_id)
         return runs
 
@@ -222,7 +249,7 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
     # ---- wait --------------------------------------------------------------------------------------
     def _wait(self, context: Context, project_id: str, run: Run) -> Any:
         if self.deferrable:
-            payload = self.poll_once(project_id, run.id)
+            payload, _, _ = self.look_or_wait_out(project_id, run.id, 0)  # transient trouble: the triggerer looks again
             if payload is not None:
                 return self.finish_wait(context, payload)
             self.defer_wait(
@@ -250,16 +277,23 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         if not self.cancel_on_kill:
             self.log.info("Task killed; GoRules run %s left going (cancel_on_kill=False)", run_id)
             return
-        try:
-            project_id = non_empty(self.project_id, "project_id")
-            current = self.hook.get_run(project_id, run_id)
-            if current.is_finished:
-                self.log.info("Task killed; %s had already ended (%s)", describe_run(current), current.status)
+        project_id = non_empty(self.project_id, "project_id")
+        comment = self._cancel_comment or "Cancelled by Airflow: task killed or timed out"
+        for attempt in range(CANCEL_ATTEMPTS):  # after transient trouble: read again (a lost cancel shows as cancelled), retry
+            try:
+                current = self.hook.get_run(project_id, run_id)
+                if current.is_finished:
+                    self.log.info("Task killed; %s had already ended (%s)", describe_run(current), current.status)
+                    return
+                cancelled = self.hook.cancel_run(project_id, run_id, comment)
+                self.log.warning("Task killed or timed out: cancelled %s", describe_run(cancelled))
                 return
-            cancelled = self.hook.cancel_run(project_id, run_id, self._cancel_comment or "Cancelled by Airflow: task killed or timed out")
-            self.log.warning("Task killed or timed out: cancelled %s", describe_run(cancelled))
-        except GoRulesError as exc:
-            self.log.error("Task killed, but cancelling GoRules run %s failed: %s", run_id, exc)
+            except GoRulesError as exc:
+                if not exc.transient or attempt + 1 == CANCEL_ATTEMPTS:
+                    self.log.error("Task killed, but cancelling GoRules run %s failed: %s", run_id, exc)
+                    return
+                self.log.warning("Cancelling GoRules run %s failed (%s); reading it again", run_id, exc)
+                time.sleep(min(self.poll_interval, 1.0))
 
 
 class GoRulesCancelRunOperator(GoRulesBaseOperator):

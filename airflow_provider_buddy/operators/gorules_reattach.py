@@ -3,6 +3,11 @@
 The deploy call's answer is not documented and the BRMS has no idempotency key, so a run is recognised
 by what it is about (this release, this environment), by the task's marker when the deploy comment
 shows up in the run (:mod:`airflow_provider_buddy.operators.reattach`), and by not having existed before.
+
+A run that carries another task instance's marker is never taken. When deploy comments show up in this
+BRMS's runs (some run carries a marker), a run without this task's marker is not this task's either: the
+weaker signs (same release and environment, new, created during this DAG run) are only used where the
+BRMS does not show deploy comments.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from airflow_provider_buddy.models.gorules import Run
+from airflow_provider_buddy.operators.reattach import MARKER_PREFIX
 
 
 def created_at(run: Run) -> datetime | None:
@@ -41,6 +47,15 @@ def looks_oldest_first(runs: list[Run]) -> bool:
     return first is not None and last is not None and first < last
 
 
+def reaches_back(runs: Iterable[Run], since: datetime | None) -> bool:
+    """True when a listing holds a run created before ``since`` (or ``since`` is None, or no run's date can be read):
+    every run created since then is in it."""
+    if since is None:
+        return True
+    moments = [moment for moment in (created_at(run) for run in runs) if moment is not None]
+    return not moments or min(moments) < since
+
+
 def about(run: Run, release_id: str, environment_id: str) -> bool:
     """True when ``run`` deploys ``release_id`` to ``environment_id`` (a run without jobs is given the benefit of the doubt)."""
     if run.release_id is not None and run.release_id != release_id:
@@ -53,6 +68,25 @@ def marked(run: Run, marker: str) -> bool:
     return any(marker in text for text in run.texts())
 
 
+def _deploy_texts(run: Run) -> list[str]:
+    """Where the deploy comment may show up: every free text but the cancel comment (an Airflow cancel names its task too)."""
+    texts = run.texts()
+    if run.cancelled_comment and run.cancelled_comment in texts:
+        texts.remove(run.cancelled_comment)
+    return texts
+
+
+def foreign(run: Run, marker: str) -> bool:
+    """True when the run's deploy comment carries a task marker that is not ``marker``: another task instance deployed it."""
+    texts = _deploy_texts(run)
+    return any(MARKER_PREFIX in text for text in texts) and not any(marker in text for text in texts)
+
+
+def shows_markers(runs: Iterable[Run]) -> bool:
+    """True when deploy comments show up in these runs (one of them carries a task marker)."""
+    return any(MARKER_PREFIX in text for run in runs for text in _deploy_texts(run))
+
+
 def earlier_try_run(runs: Iterable[Run], release_id: str, environment_id: str, marker: str, *, retry_since: datetime | None) -> tuple[Run | None, str]:
     """
     The still-going run an earlier try of this task instance created, and how it was recognised.
@@ -61,14 +95,15 @@ def earlier_try_run(runs: Iterable[Run], release_id: str, environment_id: str, m
     :param release_id: the release the task deploys.
     :param environment_id: the environment it deploys to.
     :param marker: the task instance's marker (found when the BRMS shows the deploy comment).
-    :param retry_since: on a retry, when the DAG run started: a going run of this release to this
-        environment created since then is taken as the earlier try's (None on a first try).
+    :param retry_since: on a retry, when the DAG run started: where this BRMS shows no deploy comments, a going
+        run of this release to this environment created since then is taken as the earlier try's (None on a first try).
     """
-    going = [run for run in newest_first(runs) if about(run, release_id, environment_id) and not run.is_finished]
+    runs = list(runs)
+    going = [run for run in newest_first(runs) if about(run, release_id, environment_id) and not run.is_finished and not foreign(run, marker)]
     for run in going:
         if marked(run, marker):
             return run, "its deploy comment carries this task instance's marker"
-    if retry_since is not None:
+    if retry_since is not None and not shows_markers(runs):
         for run in going:
             moment = created_at(run)
             if moment is None or moment >= retry_since:
@@ -77,10 +112,17 @@ def earlier_try_run(runs: Iterable[Run], release_id: str, environment_id: str, m
 
 
 def new_run(runs: Iterable[Run], known_ids: set[str], release_id: str, environment_id: str, marker: str | None = None) -> Run | None:
-    """The run a deploy just created: one about this release and environment that did not exist before (marked ones first)."""
+    """
+    The run a deploy just created: one about this release and environment that did not exist before, carrying
+    ``marker`` when given. Without the marker, a new unmarked run is taken only when this BRMS shows no deploy
+    comments (a run someone else started meanwhile is otherwise not mistaken for it).
+    """
+    runs = list(runs)
     fresh = [run for run in newest_first(runs) if run.id not in known_ids and about(run, release_id, environment_id)]
     if marker is not None:
         for run in fresh:
             if marked(run, marker):
                 return run
+        if shows_markers(runs):
+            return None
     return fresh[0] if fresh else None

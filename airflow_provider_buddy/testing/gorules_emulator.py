@@ -60,6 +60,16 @@ class GoRulesEmulatorMixin:
             name, environments, project_id=project_id, deploy_answer=deploy_answer, comment_visible=comment_visible
         )
 
+    def seed_gorules_ids(self, seed: int | str | None) -> None:
+        """
+        Make the BRMS's new ids (projects, environments, releases, runs, jobs) reproducible: drawn from a
+        generator seeded with ``seed`` instead of random uuids (None turns that off).
+
+        The same calls in the same order then give the same ids, so anything keyed by a request's path
+        (a seeded fault schedule, recorded requests) is the same in every run.
+        """
+        self.gorules.seed_ids(seed)
+
     def add_release(self, project_id: str, name: str, version: str, *, release_id: str | None = None, description: str = "") -> str:
         """Create a published release in a BRMS project; returns its id."""
         return self.gorules.add_release(project_id, name, version, release_id=release_id, description=description)

@@ -7,8 +7,10 @@ It shares the Buddy emulator's lock, clock and token (one server, one token), an
 from __future__ import annotations
 
 import math
+import random
+import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_buddy.testing.gorules_runs import (
@@ -57,12 +59,12 @@ def _paginate(items: Sequence[Any], page: int, per_page: int) -> tuple[list[Any]
     return chunk, info
 
 
-def _environment(data: Mapping[str, Any] | str, index: int) -> Environment:
+def _environment(data: Mapping[str, Any] | str, index: int, make_id: Callable[[], str]) -> Environment:
     if isinstance(data, str):
         data = {"key": data}
     key = str(data.get("key") or f"env{index + 1}")
     return Environment(
-        id=str(data.get("id") or new_id()),
+        id=str(data.get("id") or make_id()),
         key=key,
         name=str(data.get("name") or key.capitalize()),
         review=bool(data.get("review", False)),
@@ -83,6 +85,20 @@ class GoRulesState:
         self.base = base
         self.lock = base.lock
         self._projects: dict[str, Project] = {}
+        self._ids: random.Random | None = None
+
+    def seed_ids(self, seed: int | str | None) -> None:
+        """Draw every new id (projects, environments, releases, runs, jobs) from a generator seeded with ``seed``,
+        so the same calls give the same ids in every run (None: random uuids again)."""
+        with self.lock:
+            self._ids = None if seed is None else random.Random(f"gorules-ids:{seed}")
+
+    def new_id(self) -> str:
+        """A fresh uuid (from the seeded generator when :meth:`seed_ids` set one)."""
+        with self.lock:
+            if self._ids is None:
+                return new_id()
+            return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
     @property
     def token(self) -> str:
@@ -106,12 +122,12 @@ class GoRulesState:
         """Create (or replace) a project; returns ``{"id", "name", "environments": {key: id}}``."""
         if deploy_answer not in DEPLOY_ANSWERS:
             raise ValueError(f"deploy_answer must be one of {', '.join(DEPLOY_ANSWERS)}, got {deploy_answer!r}")
-        envs = [_environment(item, index) for index, item in enumerate(environments)]
+        envs = [_environment(item, index, self.new_id) for index, item in enumerate(environments)]
         if len({env.key for env in envs}) != len(envs):
             raise ValueError("environment keys must be unique within a project")
         with self.lock:
             project = Project(
-                id=project_id or new_id(),
+                id=project_id or self.new_id(),
                 name=name,
                 environments={env.id: env for env in envs},
                 deploy_answer=deploy_answer,
@@ -125,7 +141,7 @@ class GoRulesState:
         """Create a published release; returns its id."""
         with self.lock:
             project = self._project(project_id)
-            release = Release(id=release_id or new_id(), name=name, version=version, description=description, created=self.now())
+            release = Release(id=release_id or self.new_id(), name=name, version=version, description=description, created=self.now())
             project.releases[release.id] = release
             return release.id
 
@@ -229,9 +245,9 @@ class GoRulesState:
                 raise ApiError(404, f"Environment not found: {wanted}")
             targets.append(env)
         now = self.now()
-        run_id = new_id()
+        run_id = self.new_id()
         data = {"comment": comment} if comment and project.comment_visible else None
-        jobs = [Job(id=new_id(), environment=env, order=index, created=now, data=data) for index, env in enumerate(targets)]
+        jobs = [Job(id=self.new_id(), environment=env, order=index, created=now, data=data) for index, env in enumerate(targets)]
         names = ", ".join(env.name for env in targets)
         run = Run(
             id=run_id,

@@ -7,12 +7,13 @@ interval however many triggers wait on it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Hashable
 from typing import Any
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
-from airflow_provider_buddy.gorules_waiting import decide_run, describe_run, gorules_policy, run_event_payload
+from airflow_provider_buddy.gorules_waiting import CANCEL_ATTEMPTS, decide_run, describe_run, gorules_policy, run_event_payload
 from airflow_provider_buddy.hooks.gorules import GoRulesHook, gorules_core, gorules_settings
 from airflow_provider_buddy.hooks.gorules_api import run_url
 from airflow_provider_buddy.models.buddy_status import StatusGroup
@@ -169,16 +170,33 @@ class GoRulesRunTrigger(PollingTrigger):
         return run_event_payload(current, decision, run_url=self._url, run_id=self.run_id, project_id=self.project_id)
 
     async def cancel_if_going(self, poller: SharedPoller) -> tuple[Run | None, str]:
-        """Cancel the run (with ``cancel_comment``) unless it already ended."""
+        """
+        Cancel the run (with ``cancel_comment``) unless it already ended. After transient trouble (the read's
+        retries spent, or a cancel whose answer was lost or was a 5xx) it reads the run again and tries again,
+        up to :data:`CANCEL_ATTEMPTS` times: a cancel the BRMS did apply then shows as ``cancelled`` and is
+        never sent a second time.
+        """
+        failure: ProviderApiError | None = None
+        sent = False
         try:
-            hook = await gorules_hook(poller, self.gorules_conn_id)
-            self._run_url(hook)
-            current = await hook.aget_run(self.project_id, self.run_id)
-            if current.is_finished:
-                return current, f"it had already ended ({current.status})"
-            cancelled = await hook.acancel_run(self.project_id, self.run_id, self.cancel_comment or DEFAULT_CANCEL_COMMENT)
-            return cancelled, f"cancelled {describe_run(cancelled)}"
-        except ProviderApiError as exc:
-            return None, f"could not cancel it: {exc}"
+            for attempt in range(CANCEL_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(min(self.poll_interval, 1.0))
+                try:
+                    hook = await gorules_hook(poller, self.gorules_conn_id)
+                    self._run_url(hook)
+                    current = await hook.aget_run(self.project_id, self.run_id)
+                    if current.is_finished:
+                        if sent and current.cancelled_comment == (self.cancel_comment or DEFAULT_CANCEL_COMMENT):
+                            return current, f"cancelled {describe_run(current)} (the cancel's answer was lost; the BRMS shows the run cancelled)"
+                        return current, f"it had already ended ({current.status})"
+                    sent = True
+                    cancelled = await hook.acancel_run(self.project_id, self.run_id, self.cancel_comment or DEFAULT_CANCEL_COMMENT)
+                    return cancelled, f"cancelled {describe_run(cancelled)}"
+                except ProviderApiError as exc:
+                    failure = exc
+                    if not exc.transient:
+                        break
+            return None, f"could not cancel it: {failure}"
         finally:
             poller.forget(self._key)

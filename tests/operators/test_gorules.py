@@ -4,6 +4,7 @@ every deploy answer shape, no second deploy on retry or lost answer, cancel on t
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -172,3 +173,143 @@ def test_an_oldest_first_listing_is_recognised() -> None:
     old, new = Run(id="a", createdAt="2026-01-01T00:00:00.000Z"), Run(id="b", createdAt="2026-01-02T00:00:00Z")
     assert looks_oldest_first([old, new]) and not looks_oldest_first([new, old]) and not looks_oldest_first([])
     assert [r.id for r in newest_first([old, Run(id="c"), new])] == ["b", "a", "c"]
+
+
+# ---- found by the GoRules fault soak (tests/reliability/test_gorules_soak.py), pinned down ---------------
+@pytest.mark.parametrize("status", [502, 500])
+def test_a_5xx_answer_to_a_processed_deploy_finds_the_run(brms: Brms, emulator: BuddyEmulator, status: int, logs: LogCapture) -> None:
+    """A 5xx after the BRMS created the run (a proxy's 502, a crash after the insert) is a lost answer, not a failed deploy:
+    failing would leave the run going unwatched (no retries) or, once it ended, have a retry deploy the release again."""
+    emulator.add_fault(Fault(kind="status", status=status, method="POST", path=r"/releases/deploy$", when="after"))
+    with new_dag() as dag:
+        deploy_op(brms, "dev")
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 1
+    assert xcom(dag_run, "deploy") == run["id"] and run["status"] == "completed" and len(brms.deploys()) == 1
+    assert "the deploy did reach GoRules" in logs.text
+
+
+def test_a_5xx_before_the_deploy_was_processed_still_fails_the_try(brms: Brms, emulator: BuddyEmulator) -> None:
+    emulator.add_fault(Fault(kind="status", status=503, method="POST", path=r"/releases/deploy$"))
+    with new_dag() as dag:
+        deploy_op(brms, "dev", wait_for_completion=False)
+    dag_run = run_dag(dag)
+    assert states(dag_run) == {"deploy": "failed"} and emulator.gorules_runs(brms.project_id) == [] and len(brms.deploys()) == 1
+
+
+def test_the_search_after_a_lost_deploy_answer_outlasts_transient_trouble(brms: Brms, emulator: BuddyEmulator) -> None:
+    """The deploy's answer is lost, then listing the runs hits a 5xx streak longer than the hook's retries."""
+    emulator.add_fault(Fault(kind="drop", method="POST", path=r"/releases/deploy$", when="after"))
+    emulator.add_fault(Fault(kind="delay", delay=0.01, method="GET", path=r"/runs$"))  # the listing before the deploy passes
+    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/runs$", times=6))
+    with new_dag() as dag:
+        deploy_op(brms, "dev", wait_for_completion=False, reattach_on_retry=False)
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and xcom(dag_run, "deploy") == run["id"] and len(brms.deploys()) == 1
+
+
+def test_a_run_named_by_id_that_cannot_be_read_yet_is_waited_on(emulator: BuddyEmulator) -> None:
+    """The deploy answered ``{"id"}``; reading that run fails for longer than the hook's retries: wait on it by its id."""
+    brms = make_brms(emulator, deploy_answer="id")
+    emulator.add_fault(Fault(kind="status", status=502, method="GET", path=r"/runs/[^/]+$", times=5))
+    with new_dag() as dag:
+        deploy_op(brms, "dev")
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 1
+    assert xcom(dag_run, "deploy") == run["id"] and xcom(dag_run, "deploy", "summary")["status"] == "completed"
+
+
+@MODES
+def test_transient_trouble_while_waiting_never_fails_the_deploy(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    """Reads of the run fail for longer than the hook's retries (the first look included): keep waiting. Failing would
+    have a retry deploy the release a second time once the run ended (or leave it unwatched without retries)."""
+    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/runs/[^/]+$", times=6))
+    with new_dag() as dag:
+        deploy_op(brms, "qa", deferrable=deferrable, retries=1, retry_delay=timedelta(0))
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 1
+    assert xcom(dag_run, "deploy") == run["id"] and run["status"] == "completed" and len(brms.deploys()) == 1
+    assert "GoRules is not answering well" in logs.text
+
+
+@pytest.mark.parametrize("when", ["before", "after"], ids=["not-applied", "applied"])
+def test_on_kill_cancels_even_when_the_first_cancel_answer_is_lost(brms: Brms, emulator: BuddyEmulator, when: str) -> None:
+    """The worker's cancel (execution_timeout) loses its answer: read again; cancel again only if the BRMS did not apply it."""
+    emulator.add_fault(Fault(kind="drop", method="POST", path=r"/cancel$", when=when))
+    with new_dag() as dag:
+        deploy_op(brms, "slow", execution_timeout=timedelta(seconds=1.5))
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"deploy": "failed"} and run["status"] == "cancelled" and "[airflow:" in run["cancelledComment"]
+    assert len(brms.cancels(run["id"])) == (2 if when == "before" else 1)
+
+
+def test_a_retry_never_takes_another_task_instances_run(brms: Brms, emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """Two tasks deploy the same release to the same environment (as two runs of one DAG do); the second's first deploy is
+    refused (429, nothing created). Its retry must deploy, not re-attach to the first task's run still waiting for review."""
+    emulator.add_fault(Fault(kind="delay", delay=0.01, method="POST", path=r"/releases/deploy$"))  # the first task's deploy passes
+    emulator.add_fault(Fault(kind="status", status=429, method="POST", path=r"/releases/deploy$"))  # the second task's first is refused
+    with new_dag() as dag:
+        first, second = (
+            GoRulesDeployReleaseOperator(
+                task_id=task_id, project_id=brms.project_id, release_id=brms.release_id, environment_id=brms.env["staging"],
+                on_approval="succeed", poll_interval=0.1, retries=1, retry_delay=timedelta(0),
+            )
+            for task_id in ("first", "second")
+        )
+        first >> second
+    dag_run = run_dag(dag)
+    runs = emulator.gorules_runs(brms.project_id)
+    assert states(dag_run) == {"first": "success", "second": "success"} and len(runs) == 2 and len(brms.deploys()) == 3
+    assert {xcom(dag_run, "first"), xcom(dag_run, "second")} == {r["id"] for r in runs}
+    assert dag_run.get_task_instance("second").try_number == 2 and "Re-attaching" not in logs.text
+
+
+def test_a_lost_deploy_answer_never_takes_a_run_someone_else_started(brms: Brms, emulator: BuddyEmulator) -> None:
+    """The deploy POST is dropped before the BRMS saw it; meanwhile someone starts the same release to the same environment in
+    the BRMS UI. This BRMS shows deploy comments (an earlier Airflow deploy's run carries its marker), so that unmarked new
+    run is not the task's: the task fails (nothing was deployed) instead of reporting someone else's run as its own."""
+    brms.start("dev", comment="Nightly rules [airflow:0123456789abcdef]")
+    emulator.add_fault(Fault(kind="drop", delay=0.5, method="POST", path=r"/releases/deploy$"))
+    stop = threading.Event()
+
+    def someone_else() -> None:  # starts the run while the deploy POST is held, before its connection drops
+        while not stop.wait(0.005):
+            if brms.deploys():
+                brms.start("qa", comment="by hand")
+                return
+
+    watcher = threading.Thread(target=someone_else, daemon=True)
+    watcher.start()
+    with new_dag() as dag:
+        deploy_op(brms, "qa", wait_for_completion=False)
+    try:
+        dag_run = run_dag(dag)
+    finally:
+        stop.set()
+        watcher.join()
+    [by_hand, _] = emulator.gorules_runs(brms.project_id)
+    assert by_hand["jobs"][0]["data"] == {"comment": "by hand"} and len(brms.deploys()) == 1
+    assert states(dag_run) == {"deploy": "failed"} and xcom(dag_run, "deploy", "run_id") is None
+
+
+def test_a_retry_finds_its_run_beyond_the_newest_hundred(brms: Brms, emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """A busy project: more than a page of search depth (100) of runs were created between the first try and the retry.
+    The retry must still find the run its first try deployed (it once deployed the release a second time)."""
+    emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/runs/[^/]+$", times=1))  # the first try fails after deploying
+
+    def busy_brms(context: Any) -> None:
+        for n in range(110):
+            brms.start("dev", comment=f"tenant {n}")
+
+    with new_dag() as dag:
+        deploy_op(brms, "staging", on_approval="succeed", retries=1, retry_delay=timedelta(0), on_retry_callback=busy_brms)
+    dag_run = run_dag(dag)
+    mine = [run for run in emulator.gorules_runs(brms.project_id) if run["jobs"][0]["environment"]["key"] == "staging"]
+    assert len(emulator.gorules_runs(brms.project_id)) == 111 and len(mine) == 1 and len(brms.deploys()) == 1
+    assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 2
+    assert xcom(dag_run, "deploy") == mine[0]["id"] and "Re-attaching to GoRules run" in logs.text

@@ -9,6 +9,9 @@ after the one that started them, whatever they are.
 
 Every decision is kept (one per API request, in the order the emulator recorded them), so a test can tell
 for each recorded request whether Buddy processed it (no fault, or a fault acting ``after`` processing).
+
+The GoRules soak uses the same schedule: its deploy POSTs create runs as Buddy's run POSTs do (with more of the
+faults that act after processing), its cancel POSTs change a run as Buddy's PATCHes do (the PATCH rates).
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from typing import Any
 from airflow_provider_buddy.testing import BuddyEmulator, Fault, RecordedRequest
 
 RUN_POST = "POST-run"
+DEPLOY_POST = "POST-deploy"
+"""GoRules ``POST .../releases/deploy``: creates a run."""
+CANCEL_POST = "POST-cancel"
+"""GoRules ``POST .../runs/{id}/cancel``: changes a run."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,11 @@ RATES: dict[str, dict[Kind, float]] = {
     "PATCH": {RATE_LIMITED: 0.04, BURST: 0.01, SERVER_AFTER: 0.04, DROP_BEFORE: 0.04, DROP_AFTER: 0.04, TIMEOUT: 0.04,
               SLOW: 0.04, MALFORMED: 0.02, MALFORMED_AFTER: 0.04},
 }
+# GoRules deploy POSTs are rarer still (a few per DAG run), and the faults that act after the BRMS created the run
+# are the ones the operator's search for a lost answer must survive: more of those.
+RATES[DEPLOY_POST] = {RATE_LIMITED: 0.03, BURST: 0.03, SERVER_AFTER: 0.10, DROP_BEFORE: 0.03, DROP_AFTER: 0.10, TIMEOUT: 0.10,
+                      SLOW: 0.03, MALFORMED: 0.03, MALFORMED_AFTER: 0.10}
+RATES[CANCEL_POST] = dict(RATES["PATCH"])
 BURST_STATUSES = (500, 502, 503, 504)
 BURST_LENGTH = (3, 10)
 RETRY_AFTER = ("0", "1")
@@ -69,6 +81,10 @@ def family(method: str, path: str) -> str:
     """Which rate table a request uses."""
     if method == "POST" and path.endswith("/executions"):
         return RUN_POST
+    if method == "POST" and path.endswith("/releases/deploy"):
+        return DEPLOY_POST
+    if method == "POST" and path.endswith("/cancel"):
+        return CANCEL_POST
     return method if method in RATES else "GET"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -151,8 +151,13 @@ def sent_twice(emulator: BuddyEmulator, chaos: Chaos) -> tuple[int, int, Counter
     return sum(n - 1 for n in approvals.values()), sum(n - 1 for n in cancels.values()), approvals
 
 
-def fault_lines(chaos: Chaos, failed_paths: set[str] | None = None, emulator: BuddyEmulator | None = None) -> list[str]:
-    """One line per fault kind: how many were injected (by request family) and how many the waits survived."""
+def fault_lines(
+    chaos: Chaos,
+    failed_paths: set[str] | None = None,
+    emulator: BuddyEmulator | None = None,
+    families: Sequence[str] = ("GET", RUN_POST, "PATCH"),
+) -> list[str]:
+    """One line per fault kind: how many were injected (by request family, in ``families``' order) and how many the waits survived."""
     injected = chaos.injected()
     lost: Counter[str] = Counter()
     if failed_paths and emulator is not None:
@@ -161,7 +166,7 @@ def fault_lines(chaos: Chaos, failed_paths: set[str] | None = None, emulator: Bu
                 lost[kind.label] += 1
     lines = []
     for kind in KINDS:
-        by_family = {f: injected[(kind.label, f)] for f in ("GET", RUN_POST, "PATCH") if injected[(kind.label, f)]}
+        by_family = {f: injected[(kind.label, f)] for f in families if injected[(kind.label, f)]}
         total = sum(by_family.values())
         detail = ", ".join(f"{f} {n}" for f, n in by_family.items())
         lines.append(f"  {kind.label:<38} injected {total:>5}  survived {total - lost[kind.label]:>5}  ({detail})")

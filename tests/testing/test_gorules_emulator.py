@@ -164,3 +164,22 @@ def test_project_set_up_is_checked(frozen: BuddyEmulator) -> None:
         frozen.add_gorules_project("x", ENVIRONMENTS, deploy_answer="sometimes")
     with pytest.raises(ValueError, match="unique"):
         frozen.add_gorules_project("x", ["dev", "dev"])
+
+
+def test_seeded_ids_are_the_same_in_every_run() -> None:
+    """``seed_gorules_ids``: the same calls give the same ids (projects, environments, releases, runs and jobs, the API's
+    deploys included), so a fault schedule keyed by request paths is reproducible; another seed or none gives others."""
+
+    def ids(seed: int | None) -> list[str]:
+        with BuddyEmulator(token=TOKEN, speed=0) as emu:
+            emu.seed_gorules_ids(seed)
+            brms = make_brms(emu)
+            with httpx.Client(base_url=emu.url + "/api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as client:
+                deployed = deploy(client, brms, "dev").json()
+            started = brms.start("dev", "qa")
+            return [brms.project_id, *brms.env.values(), brms.release_id, deployed["id"], deployed["jobs"][0]["id"],
+                    started["id"], *(job["id"] for job in started["jobs"])]
+
+    first = ids(7)
+    assert ids(7) == first and len(set(first)) == len(first) and all(len(i) == 36 and i[14] == "4" for i in first)
+    assert not set(ids(8)) & set(first) and not set(ids(None)) & set(first)

@@ -170,3 +170,24 @@ async def test_waiters_on_one_run_share_one_client_and_reads(brms: Brms, emulato
 async def test_a_missing_connection_ends_with_an_error_event_not_a_crash(brms: Brms) -> None:
     event = await first_event(GoRulesRunTrigger(gorules_conn_id="no_such_conn", project_id=brms.project_id, run_id="r", poll_interval=0.05))
     assert event["status"] == "error" and "no_such_conn" in event["message"] and event["run_id"] == "r"
+
+
+# ---- found by the GoRules fault soak (tests/reliability/test_gorules_soak.py), pinned down ---------------
+@pytest.mark.parametrize(
+    ("fault", "sent"),
+    [
+        (Fault(kind="drop", method="POST", path=r"/cancel$"), 2),  # never reached the BRMS: cancel again
+        (Fault(kind="status", status=502, method="POST", path=r"/cancel$", when="after"), 1),  # applied, answer lost: never again
+        (Fault(kind="drop", method="POST", path=r"/cancel$", when="after"), 1),
+    ],
+    ids=["dropped", "502-after-processing", "dropped-after-processing"],
+)
+async def test_the_deadline_cancel_outlasts_a_lost_cancel_answer(brms: Brms, emulator: BuddyEmulator, fault: Fault, sent: int) -> None:
+    """The cancel at the deadline gets no usable answer: read the run again, cancel again only if the BRMS did not apply it,
+    and report the run cancelled (it was left going, or reported as not cancelled, before)."""
+    run_id = brms.start("slow")["id"]
+    emulator.add_fault(fault)
+    event = await first_event(trigger(brms, run_id, end_time=time.time() + 0.3, cancel_on_timeout=True, cancel_comment="too slow"))
+    assert event["status"] == "timeout" and event["run_status"] == "cancelled" and "could not cancel" not in event["message"]
+    assert brms.run(run_id)["status"] == "cancelled" and brms.run(run_id)["cancelledComment"] == "too slow"
+    assert len(brms.cancels(run_id)) == sent
