@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_provider_buddy.exceptions import GoRulesError
+from airflow_provider_buddy.backoff import backoff_delay, look_or_wait_out
 from airflow_provider_buddy.gorules_errors import (
     GoRulesReviewRequiredError,
     GoRulesRunCancelledError,
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.gorules import GoRulesHook
 
 TIMEOUT_MARGIN = 5.0
-MAX_BACKOFF = 300.0
-"""The longest pause between looks at a run while the BRMS keeps answering badly (as in the triggerer)."""
 RUN_ID_KEY = "run_id"
 RUN_URL_KEY = "run_url"
 
@@ -84,43 +82,18 @@ class GoRulesWaitingMixin:
             self._last_wait_message = decision.message
         return None
 
-    def look_or_wait_out(self, project_id: str, run_id: str, streak: int) -> tuple[dict[str, Any] | None, int, float | None]:
-        """
-        :meth:`poll_once`, where transient trouble (network, 408, 429, 5xx, a garbled answer — the hook's own
-        retries spent) does not end the wait: the run goes on in the BRMS whatever the answers to our reads,
-        and failing the task now would leave it going (or, on a retry after it ended, deploy it again).
-
-        :returns: the end event's payload (or None to keep waiting), the new count of failed looks in a row,
-            and how long the server asked to wait (when it did).
-        """
-        try:
-            payload = self.poll_once(project_id, run_id)
-        except GoRulesError as exc:
-            if not exc.transient:
-                raise
-            if streak == 0:
-                self.log.warning("GoRules is not answering well (%s); still waiting on run %s", exc, run_id)
-            return None, streak + 1, exc.retry_after
-        if streak:
-            self.log.info("GoRules answers again after %d failed looks at run %s", streak, run_id)
-        return payload, 0, None
-
     def wait_sync(self, context: Any, project_id: str, run_id: str, poll_interval: float, deadline: float | None = None) -> Any:
         """Poll from the worker until the wait ends (transient trouble backs off, never ends it); returns the summary or raises."""
         streak = 0
         while True:
-            payload, streak, retry_after = self.look_or_wait_out(project_id, run_id, streak)
+            payload, streak, retry_after = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), streak, f"GoRules run {run_id}")
             if payload is not None:
                 return self.finish_wait(context, payload)
             if deadline is not None and time.time() >= deadline:
                 message = f"Gave up waiting on GoRules run {run_id}: the deadline passed"
                 timeout = Decision(Step.FINISH, EventStatus.TIMEOUT, message)
                 return self.finish_wait(context, run_event_payload(None, timeout, run_id=run_id, project_id=project_id))
-            delay = poll_interval
-            if streak:
-                delay = min(poll_interval * float(2 ** min(streak - 1, 10)), MAX_BACKOFF)
-                delay = max(delay, min(retry_after or 0.0, MAX_BACKOFF))
-            time.sleep(delay)
+            time.sleep(backoff_delay(poll_interval, streak, retry_after) if streak else poll_interval)
 
     def defer_wait(
         self,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
+from airflow_provider_buddy.backoff import backoff_delay, look_or_wait_out
 from airflow_provider_buddy.exceptions import (
     BuddyApprovalRequiredError,
     BuddyError,
@@ -202,10 +203,13 @@ class BuddyWaitingMixin:
         return details
 
     def wait_sync(self, context: Any, pipeline_id: int, execution_id: int, poll_interval: float, deadline: float | None = None) -> Any:
-        """Poll from the worker until the wait ends; returns the summary or raises."""
+        """Poll from the worker until the wait ends (transient trouble backs off, never ends it); returns the summary or raises."""
         approved: set[str] = set()
+        streak = 0
         while True:
-            payload = self.poll_once(pipeline_id, execution_id, approved)
+            payload, streak, retry_after = look_or_wait_out(
+                self.log, lambda: self.poll_once(pipeline_id, execution_id, approved), streak, f"Buddy execution {execution_id}"
+            )
             if payload is not None:
                 return self.finish_wait(context, payload, pipeline_id=pipeline_id)
             if deadline is not None and time.time() >= deadline:
@@ -218,7 +222,7 @@ class BuddyWaitingMixin:
                     ),
                     pipeline_id=pipeline_id,
                 )
-            time.sleep(poll_interval)
+            time.sleep(backoff_delay(poll_interval, streak, retry_after) if streak else poll_interval)
 
     # ---- deferring ---------------------------------------------------------------------------
     def defer_wait(

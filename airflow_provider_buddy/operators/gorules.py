@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_buddy.backoff import look_or_wait_out
 from airflow_provider_buddy.exceptions import (
     GoRulesApiError,
     GoRulesConnectionError,
@@ -249,7 +250,8 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
     # ---- wait --------------------------------------------------------------------------------------
     def _wait(self, context: Context, project_id: str, run: Run) -> Any:
         if self.deferrable:
-            payload, _, _ = self.look_or_wait_out(project_id, run.id, 0)  # transient trouble: the triggerer looks again
+            # transient trouble: the triggerer looks again
+            payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run.id), 0, describe_run(run))
             if payload is not None:
                 return self.finish_wait(context, payload)
             self.defer_wait(

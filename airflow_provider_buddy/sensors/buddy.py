@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
+from airflow_provider_buddy.backoff import look_or_wait_out
 from airflow_provider_buddy.links import BuddyExecutionLink
 from airflow_provider_buddy.params import (
     BUDDY_DEFAULT_CONN_ID,
@@ -56,6 +57,8 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     operator_extra_links = (BuddyExecutionLink(),)
     ui_color = "#1a86fd"
 
+    _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
+
     def __init__(
         self,
         *,
@@ -101,9 +104,11 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One look at the execution (sync hook); approves when the policy says so."""
         pipeline_id, execution_id = self._ids()
-        payload = self.poll_once(pipeline_id, execution_id, self._approved)
+        payload, self._failed_looks, _ = look_or_wait_out(
+            self.log, lambda: self.poll_once(pipeline_id, execution_id, self._approved), self._failed_looks, f"Buddy execution {execution_id}"
+        )
         if payload is None:
-            return False
+            return False  # still going, or Buddy not answering well: the run goes on, so does the wait
         BuddyExecutionLink.persist(context, payload.get("html_url"))
         return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload, pipeline_id=pipeline_id))
 
@@ -114,7 +119,8 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         if not self.deferrable:
             return super().execute(context)
         pipeline_id, execution_id = self._ids()
-        payload = self.poll_once(pipeline_id, execution_id, self._approved)
+        # transient trouble on this first look: the triggerer looks again
+        payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(pipeline_id, execution_id, self._approved), 0, f"Buddy execution {execution_id}")
         if payload is not None:
             BuddyExecutionLink.persist(context, payload.get("html_url"))
             return self.finish_wait(context, payload, pipeline_id=pipeline_id)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
+from airflow_provider_buddy.backoff import look_or_wait_out
 from airflow_provider_buddy.gorules_task_waiting import GoRulesWaitingMixin
 from airflow_provider_buddy.gorules_waiting import gorules_policy
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
@@ -38,6 +39,8 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("project_id", "run_id")
     ui_color = "#3b5bdb"
+
+    _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
 
     def __init__(
         self,
@@ -73,9 +76,9 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One look at the run (sync hook)."""
         project_id, run_id = self._ids()
-        payload = self.poll_once(project_id, run_id)
+        payload, self._failed_looks, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), self._failed_looks, f"GoRules run {run_id}")
         if payload is None:
-            return False
+            return False  # still going, or the BRMS not answering well: the run goes on, so does the wait
         return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload))
 
     def execute(self, context: Context) -> Any:
@@ -83,7 +86,8 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         project_id, run_id = self._ids()
-        payload = self.poll_once(project_id, run_id)
+        # transient trouble on this first look: the triggerer looks again
+        payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), 0, f"GoRules run {run_id}")
         if payload is not None:
             return self.finish_wait(context, payload)
         end_time = time.time() + float(self.timeout) if self.timeout else None

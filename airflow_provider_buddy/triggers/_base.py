@@ -18,10 +18,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_buddy.backoff import backoff_delay
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.triggers._poller import SharedPoller
-
-MAX_BACKOFF = 300.0
 
 
 @dataclass(frozen=True)
@@ -152,9 +151,7 @@ class PollingTrigger(BaseTrigger):
 
     def backoff(self, streak: int, retry_after: float | None) -> float:
         """The wait after the ``streak``-th failed look in a row: doubling, honouring the server, never past ``end_time``."""
-        delay = min(self.poll_interval * float(2 ** min(streak - 1, 10)), MAX_BACKOFF)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_BACKOFF))
+        delay = backoff_delay(self.poll_interval, streak, retry_after)
         if self.end_time is not None:
             delay = min(delay, max(0.0, self.end_time - time.time()))
         return delay

@@ -10,10 +10,11 @@ import asyncio
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+from airflow_provider_buddy.backoff import MAX_BACKOFF
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.models.buddy import Execution, variables_from
 from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
-from airflow_provider_buddy.triggers._base import MAX_BACKOFF, Poll, PollingTrigger
+from airflow_provider_buddy.triggers._base import Poll, PollingTrigger
 from airflow_provider_buddy.triggers._poller import SharedPoller, buddy_hook, execution_key, read_execution
 from airflow_provider_buddy.waiting import (
     DEFAULT_LOG_TAIL,

@@ -233,7 +233,7 @@ def test_transient_trouble_while_waiting_never_fails_the_deploy(brms: Brms, emul
     [run] = emulator.gorules_runs(brms.project_id)
     assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 1
     assert xcom(dag_run, "deploy") == run["id"] and run["status"] == "completed" and len(brms.deploys()) == 1
-    assert "GoRules is not answering well" in logs.text
+    assert "still waiting, looking again later" in logs.text
 
 
 @pytest.mark.parametrize("when", ["before", "after"], ids=["not-applied", "applied"])

@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -160,7 +160,9 @@ def test_secrets_through_every_operator_sensor_and_trigger(
         BuddyRunPipelineOperator(task_id="run_in_worker", pipeline_id=OK, variables=RUN_VARIABLES, deferrable=False, **common)
         BuddyRunPipelineOperator(task_id="run_fails", pipeline_id=FAILS, variables=RUN_VARIABLES, deferrable=True, **common)
         BuddyRunPipelineOperator(task_id="run_retried", pipeline_id=RETRIED, variables=RUN_VARIABLES, deferrable=True, **common)
-        BuddyRunPipelineOperator(task_id="run_server_echoes_token", pipeline_id=ECHO, variables=RUN_VARIABLES, **common)
+        # Buddy answers every look with a 500 echoing the token: the wait goes on (the run may be fine) until the timeout
+        BuddyRunPipelineOperator(task_id="run_server_echoes_token", pipeline_id=ECHO, variables=RUN_VARIABLES,
+                                 execution_timeout=timedelta(seconds=10), **common)
         BuddyRunPipelineOperator(task_id="run_stale_token", pipeline_id=OK, variables=RUN_VARIABLES, buddy_conn_id="buddy_stale", **common)
         BuddyRunPipelineOperator(task_id="run_variables_as_text", pipeline_id=OK, variables="{{ var.value.variables_text }}", **common)
         BuddyRunPipelineOperator(task_id="run_answers_gate", pipeline_id=ASK, on_approval="approve", approval_variables=ANSWERS,

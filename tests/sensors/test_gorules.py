@@ -12,7 +12,7 @@ import pytest
 from airflow.sdk import DAG, task
 
 from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
-from airflow_provider_buddy.testing import BuddyEmulator
+from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import LogCapture
 from tests.emulator_clock import clock_held_until_answered
@@ -119,3 +119,13 @@ def test_parse_time_checks(brms: Brms) -> None:
     with pytest.raises(ValueError, match="project_id"):
         GoRulesRunSensor(task_id="s", project_id="", run_id="r")
     assert GoRulesRunSensor(task_id="s", project_id="{{ params.p }}", run_id="{{ ti.xcom_pull('x') }}").template_fields == ("project_id", "run_id")
+
+
+@MODES
+def test_brms_not_answering_well_does_not_end_the_wait(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    """Eight 503s in a row on the run outlast the hook's retries (3) twice over: the sensor keeps waiting, in its first try."""
+    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/runs/[^/]+$", times=8))
+    dag_run = run_dag(sensor_dag(brms, ["qa"], deferrable))
+    assert states(dag_run) == {"start": "success", "wait": "success"} and dag_run.get_task_instance("wait").try_number == 1
+    assert xcom(dag_run, "wait")["status"] == "completed" and emulator.faults == []
+    assert "still waiting, looking again later" in logs.text
