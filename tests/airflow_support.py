@@ -82,9 +82,15 @@ class HitlResponder:
         *,
         params_input: dict[str, Any] | None = None,
         before: Any = None,
-        timeout: float = 60.0,
+        timeout: float = 900.0,
     ) -> None:
-        """In the background: wait until ``task_id`` awaits input, run ``before()``, then answer ``choice``."""
+        """
+        In the background: wait until ``task_id`` awaits input, run ``before()``, then answer ``choice``.
+
+        It keeps trying until Airflow accepts the answer: a slow machine can take minutes to get there, and
+        if the responder gave up, the DAG run would wait for an answer forever. ``timeout`` only caps a
+        test that is broken anyway (pytest's own timeout comes first).
+        """
         import threading
         import time
 
@@ -95,6 +101,7 @@ class HitlResponder:
             from sqlalchemy import select
 
             deadline = time.monotonic() + timeout
+            refused: list[Any] = []
             while time.monotonic() < deadline:
                 with create_session() as session:
                     ti = session.scalar(
@@ -108,13 +115,15 @@ class HitlResponder:
                 if run_id is not None:
                     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
                     self.details[task_id] = self.client.get(path).json()
-                    if before is not None:
+                    if before is not None and not refused:
                         before()
                     response = self.client.patch(path, json={"chosen_options": [choice], "params_input": params_input or {}})
-                    self.answers.append((response.status_code, response.json()))
-                    return
+                    if response.status_code < 300:
+                        self.answers.append((response.status_code, response.json()))
+                        return
+                    refused.append((response.status_code, response.text))  # e.g. the database busy: try again
                 time.sleep(0.2)
-            self.answers.append((0, f"{task_id} never awaited input"))
+            self.answers.append((0, f"{task_id} never took an answer (refused: {refused[-3:]})"))
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -123,7 +132,7 @@ class HitlResponder:
     def join(self) -> None:
         """Wait for every answer thread."""
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=60)  # the DAG run has ended, so the answer was taken: this returns at once
 
 
 def api_client() -> Any:

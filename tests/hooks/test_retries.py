@@ -80,8 +80,8 @@ def test_get_retried_on_dropped_connection_and_malformed_body(hook: BuddyHook, e
 
 
 def test_get_retried_on_read_timeout(emulator: BuddyEmulator) -> None:
-    hook = BuddyHook(settings=fast_settings(emulator.url, timeout=0.3))
-    emulator.add_fault(Fault(kind="delay", delay=1.0, method="GET", path=PIPELINE))
+    hook = BuddyHook(settings=fast_settings(emulator.url, timeout=1.0))  # the retry's answer must come within it, on a slow machine too
+    emulator.add_fault(Fault(kind="delay", delay=10.0, method="GET", path=PIPELINE))  # cancelled when the emulator stops
     assert hook.get_pipeline("web", 1).id == 1
     assert gets(emulator) == 2
 
@@ -133,6 +133,7 @@ def test_patch_retried_only_when_rejected(hook: BuddyHook, emulator: BuddyEmulat
 
 
 def test_patch_not_replayed_after_dropped_answer(hook: BuddyHook, emulator: BuddyEmulator) -> None:
+    emulator.speed = 0  # the run is still going when cancelled, however slow this machine is
     execution = hook.run_pipeline("web", 1)
     patch = rf"/executions/{execution.id}$"
     emulator.add_fault(Fault(kind="drop", method="PATCH", path=patch, when="after"))
@@ -150,13 +151,13 @@ def test_client_errors_are_not_retried(hook: BuddyHook, emulator: BuddyEmulator)
 
 
 async def test_async_path_follows_the_same_rules(emulator: BuddyEmulator) -> None:
-    hook = BuddyHook(settings=fast_settings(emulator.url, timeout=0.5))
+    hook = BuddyHook(settings=fast_settings(emulator.url, timeout=1.0))  # the last retry's answer must come within it, on a slow machine too
     try:
         emulator.add_fault(Fault(kind="status", status=502, method="GET", path=PIPELINE, times=2))
         emulator.add_fault(Fault(kind="drop", method="GET", path=PIPELINE, times=1))
         assert (await hook.aget_pipeline("web", 1)).id == 1
         assert gets(emulator) == 4
-        emulator.add_fault(Fault(kind="delay", delay=1.5, method="POST", path=RUNS, when="after"))
+        emulator.add_fault(Fault(kind="delay", delay=10.0, method="POST", path=RUNS, when="after"))
         with pytest.raises(BuddyConnectionError):
             await hook.arun_pipeline("web", 1, {"comment": "async once"})
         assert len(emulator.requests_to("POST", RUNS)) == 1

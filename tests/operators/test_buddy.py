@@ -186,7 +186,7 @@ def test_templated_values_checked_after_rendering_before_sending(emulator: Buddy
 
 
 def test_retry_reattaches_instead_of_starting_a_second_run(emulator: BuddyEmulator) -> None:
-    emulator.add_fault(Fault(kind="status", status=500, method="GET", path=r"/executions/1$", times=4))
+    emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/executions/1$"))  # fails the first try mid-wait
     dag = one_task_dag(
         lambda: BuddyRunPipelineOperator(
             task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1, retries=1, retry_delay=timedelta(seconds=0)
@@ -200,7 +200,7 @@ def test_retry_reattaches_instead_of_starting_a_second_run(emulator: BuddyEmulat
 
 
 def test_retry_starts_new_run_when_reattach_is_off(emulator: BuddyEmulator) -> None:
-    emulator.add_fault(Fault(kind="status", status=500, method="GET", path=r"/executions/1$", times=4))
+    emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/executions/1$"))  # fails the first try mid-wait
     dag = one_task_dag(
         lambda: BuddyRunPipelineOperator(
             task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1, retries=1, retry_delay=timedelta(seconds=0), reattach_on_retry=False
@@ -213,8 +213,8 @@ def test_retry_starts_new_run_when_reattach_is_off(emulator: BuddyEmulator) -> N
 def test_lost_run_answer_is_found_not_resent(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest import connection_json
 
-    monkeypatch.setenv("AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emulator.url, timeout=0.5))
-    emulator.add_fault(Fault(kind="delay", delay=1.5, method="POST", path=RUNS, when="after"))
+    monkeypatch.setenv("AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emulator.url, timeout=1.0))  # well over a normal answer on a slow machine
+    emulator.add_fault(Fault(kind="delay", delay=10.0, method="POST", path=RUNS, when="after"))  # cancelled when the emulator stops
     dag = one_task_dag(lambda: BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1))
     dag_run = run_dag(dag)
     assert states(dag_run) == {"run": "success"}
@@ -249,8 +249,8 @@ def test_worker_crash_mid_wait_reattaches(emulator: BuddyEmulator, tmp_path: Any
     env = {**os.environ, "PYTHONPATH": root}
     worker = subprocess.Popen([sys.executable, str(dag_file)], env=env, cwd=root, stdout=output, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while not emulator.requests_to("GET", r"/pipelines/8/executions/\d+$") and time.monotonic() < deadline:
+        deadline = time.monotonic() + 300  # a cold Airflow process on a slow machine takes a while to get there
+        while not emulator.requests_to("GET", r"/pipelines/8/executions/\d+$") and worker.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(posts(emulator)) == 1, (tmp_path / "worker.log").read_text()[-3000:]
     finally:
@@ -273,9 +273,13 @@ def test_worker_crash_mid_wait_reattaches(emulator: BuddyEmulator, tmp_path: Any
 
 
 # ---- kill and timeout ----------------------------------------------------------------------------
+WAIT_TIMEOUT = timedelta(seconds=8)
+"""Runs out once the task waits on its run, even on a slow machine (reaching that point took up to ~1.3 s under heavy CPU load)."""
+
+
 def _sigterm_when_running(emulator: BuddyEmulator) -> threading.Thread:
     def fire() -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # generous: the first DAG run of a process takes a while on a slow machine
         while time.monotonic() < deadline:
             if len(emulator.requests_to("GET", r"/pipelines/8/executions/\d+$")) >= 2:
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -301,7 +305,12 @@ def test_kill_in_worker_cancels_the_run(emulator: BuddyEmulator, logs: LogCaptur
 def test_execution_timeout_cancels_the_run(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
     dag = one_task_dag(
         lambda: BuddyRunPipelineOperator(
-            task_id="run", project_name="web", pipeline_id=8, poll_interval=0.1, deferrable=deferrable, execution_timeout=timedelta(seconds=3)
+            task_id="run",
+            project_name="web",
+            pipeline_id=8,
+            poll_interval=0.1,
+            deferrable=deferrable,
+            execution_timeout=WAIT_TIMEOUT,
         )
     )
     dag_run = run_dag(dag)
@@ -321,7 +330,7 @@ def test_timeout_leaves_run_going_when_asked(emulator: BuddyEmulator, deferrable
             pipeline_id=8,
             poll_interval=0.1,
             deferrable=deferrable,
-            execution_timeout=timedelta(seconds=3),
+            execution_timeout=WAIT_TIMEOUT,
             cancel_on_kill=False,
         )
     )
@@ -350,7 +359,7 @@ def test_run_on_approval_succeed_then_approve_operator(emulator: BuddyEmulator, 
 def test_approve_operator_sends_variables_and_refuses_non_waiting(emulator: BuddyEmulator, logs: LogCapture) -> None:
     asked = emulator.start_execution("web", 3)
     done = emulator.start_execution("web", 7)
-    time.sleep(1.2)
+    emulator.advance(30)  # `done` has finished; `asked` still waits for its variables
     with DAG(dag_id=f"op_approve_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyApproveExecutionOperator(task_id="answer", project_name="web", pipeline_id=3, execution_id=asked["id"], variables={"NOTES": "ok"})
         BuddyApproveExecutionOperator(task_id="not_waiting", project_name="web", pipeline_id=7, execution_id=done["id"])
@@ -365,7 +374,7 @@ def test_approve_operator_sends_variables_and_refuses_non_waiting(emulator: Budd
 def test_cancel_operator(emulator: BuddyEmulator, logs: LogCapture) -> None:
     going = emulator.start_execution("web", 8)
     finished = emulator.start_execution("web", 7)
-    time.sleep(1.2)
+    emulator.advance(30)  # `finished` has finished; `going` is still going
     with DAG(dag_id=f"op_cancel_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyCancelExecutionOperator(task_id="cancel", project_name="web", pipeline_id=8, execution_id=going["id"])
         BuddyCancelExecutionOperator(task_id="finished_ok", project_name="web", pipeline_id=7, execution_id=finished["id"])
@@ -427,3 +436,13 @@ def test_unknown_pipeline_name_fails_before_any_run(emulator: BuddyEmulator, log
     assert states(run_dag(dag)) == {"run": "failed"}
     assert "pipeline_id 'no-such-pipeline': no pipeline in project 'web'" in logs.text
     assert posts(emulator) == []
+
+
+@MODES
+def test_buddy_not_answering_well_does_not_fail_a_started_run(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    """Eight 503s in a row on the execution outlast the hook's retries twice over: the try that started the run waits on."""
+    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/executions/\d+$", times=8))
+    dag = one_task_dag(lambda: BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1, deferrable=deferrable))
+    dag_run = run_dag(dag)
+    assert states(dag_run) == {"run": "success"} and dag_run.get_task_instance("run").try_number == 1
+    assert len(posts(emulator)) == 1 and xcom(dag_run, "run", "summary")["status"] == "SUCCESSFUL" and emulator.faults == []

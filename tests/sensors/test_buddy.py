@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk import DAG, task
 
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
-from airflow_provider_buddy.testing import BuddyEmulator
+from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import LogCapture
 from tests.emulator_clock import clock_held_until_answered
@@ -180,3 +180,14 @@ def test_bad_parameters_fail_at_parse_time(kwargs: dict[str, Any], message: str)
     values: dict[str, Any] = {"task_id": "w", "project_name": "web", "pipeline_id": 1, "execution_id": 5, **kwargs}
     with pytest.raises(ValueError, match=message):
         BuddyExecutionSensor(**values)
+
+
+@MODES
+def test_buddy_not_answering_well_does_not_end_the_wait(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    """Eight 503s in a row outlast the hook's retries (3) twice over: the sensor keeps waiting, in its first try."""
+    emulator.add_pipeline(project="web", pipeline_id=7, identifier="slow", name="Slow", actions=SLOW)
+    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=EXECUTION, times=8))
+    dag_run = run_dag(sensor_dag(emulator, 7, deferrable))
+    assert states(dag_run) == {"start": "success", "wait": "success"} and dag_run.get_task_instance("wait").try_number == 1
+    assert xcom(dag_run, "wait")["status"] == "SUCCESSFUL" and emulator.faults == []
+    assert "still waiting, looking again later" in logs.text

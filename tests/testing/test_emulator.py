@@ -96,6 +96,7 @@ def test_pipelines_are_paginated(buddy_emulator: BuddyEmulator, api: httpx.Clien
     assert api.get(PIPELINES, params={"per_page": "ten"}).status_code == 400
 
 
+@pytest.mark.buddy_emulator(speed=0)  # the run is still going when the pipeline is read, however slow this machine is
 def test_pipeline_object(emu: BuddyEmulator, api: httpx.Client) -> None:
     pipeline = api.get(PIPELINES + "/1").json()
     assert pipeline["id"] == 1 and pipeline["identifier"] == "build" and pipeline["name"] == "Build"

@@ -281,10 +281,8 @@ def test_run_started_and_approved_in_buddy(emu: BuddyEmulator, api: httpx.Client
 def test_the_clock_runs_at_the_given_speed(buddy_emulator: BuddyEmulator, api: httpx.Client) -> None:
     buddy_emulator.add_pipeline(project="web", pipeline_id=1, identifier="b", actions=[{"id": 1, "name": "A", "duration": 2}])
     rid = start(api)["id"]  # 2 emulated seconds = 50 ms real
-    deadline = time.monotonic() + 2.0
-    while get(api, rid)["status"] != "SUCCESSFUL":
-        assert time.monotonic() < deadline, "a 2 s action at speed 40 should finish within 2 s"
-        time.sleep(0.02)
+    time.sleep(0.1)  # at least 4 emulated seconds go by, however slow this machine is (real time never passes slower)
+    assert get(api, rid)["status"] == "SUCCESSFUL", "a 2 s action at speed 40 should finish within 0.1 s"
     assert buddy_emulator.speed == 40.0
 
 

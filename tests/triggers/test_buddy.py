@@ -46,6 +46,11 @@ def patches(emulator: BuddyEmulator, execution_id: int) -> list[dict[str, Any]]:
     return [r.json for r in emulator.requests_to("PATCH", rf"/executions/{execution_id}$") if r.status == 200]
 
 
+def reads(emulator: BuddyEmulator, execution_id: int) -> int:
+    """How many reads of the execution the emulator has answered."""
+    return sum(1 for r in emulator.requests_to("GET", rf"/executions/{execution_id}$") if r.status is not None)
+
+
 async def test_success_event_carries_summary(emulator: BuddyEmulator) -> None:
     run = emulator.start_execution("web", 1)
     event = await first_event(trigger(run["id"]))
@@ -97,8 +102,10 @@ async def test_gate_fail_policy(emulator: BuddyEmulator) -> None:
 async def test_gate_wait_policy_waits_for_a_person_in_buddy(emulator: BuddyEmulator) -> None:
     emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
     run = emulator.start_execution("web", 2)
+    emulator.advance(2)  # at the gate before the trigger's first look, however slow this machine is
     task = asyncio.create_task(first_event(trigger(run["id"], pipeline_id=2)))
-    await asyncio.sleep(0.6)
+    while not task.done() and reads(emulator, run["id"]) < 3:  # it saw the gate, and kept looking
+        await asyncio.sleep(0.02)
     assert not task.done()
     emulator.approve_in_buddy("web", 2, run["id"])
     event = await task
@@ -201,16 +208,19 @@ def test_serialize_round_trip_has_no_secret() -> None:
 
 async def test_restart_mid_wait_finishes_without_reapproving(emulator: BuddyEmulator) -> None:
     emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE + [{"id": 23, "name": "Approve again", "type": "WAIT_FOR_APPLY"}], wait_shown_on="action")
+    speed = emulator.speed
+    emulator.speed = 0  # the clock stands still until the restart, so the first trigger can only ever reach the first gate
     run = emulator.start_execution("web", 2)
+    emulator.advance(2)  # past "Deploy staging": at the first gate
     first = trigger(run["id"], pipeline_id=2, on_approval="approve")
     task = asyncio.create_task(first_event(first))
-    for _ in range(200):
+    while not task.done() and not patches(emulator, run["id"]):
         await asyncio.sleep(0.02)
-        if patches(emulator, run["id"]):
-            break
     task.cancel()  # the triggerer shutting down
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert len(patches(emulator, run["id"])) == 1  # the first gate was approved before the restart
+    emulator.speed = speed
     classpath, kwargs = first.serialize()
     event = await first_event(BuddyExecutionTrigger(**kwargs))
     assert event["status"] == "success"
@@ -230,17 +240,20 @@ async def test_ten_waiters_on_one_execution_share_requests(emulator: BuddyEmulat
 
 
 async def test_one_pooled_client_per_connection(emulator: BuddyEmulator) -> None:
+    speed = emulator.speed
+    emulator.speed = 0  # the runs stay in progress until every trigger has read its own, however slow this machine is
     runs = [emulator.start_execution("web", 1)["id"] for _ in range(5)]
     seen: list[dict[str, Any]] = []
-
-    async def watch() -> None:
-        for _ in range(50):
-            seen.append(SharedPoller.for_running_loop().stats())
-            await asyncio.sleep(0.02)
-
-    watcher = asyncio.create_task(watch())
-    await asyncio.gather(*(first_event(trigger(r)) for r in runs))
-    watcher.cancel()
+    waits = asyncio.gather(*(first_event(trigger(r)) for r in runs))
+    while not waits.done() and not all(reads(emulator, r) for r in runs):
+        seen.append(SharedPoller.for_running_loop().stats())
+        await asyncio.sleep(0.02)
+    seen.append(SharedPoller.for_running_loop().stats())  # all five wait now: none of the runs can have ended
+    emulator.speed = speed
+    while not waits.done():
+        seen.append(SharedPoller.for_running_loop().stats())
+        await asyncio.sleep(0.02)
+    await waits
     assert max(s["clients"] for s in seen) == 1 and max(s["users"] for s in seen) == 5
 
 
