@@ -649,7 +649,7 @@ def test_dag_soak(monkeypatch: pytest.MonkeyPatch) -> None:
         lines = [
             f"seed {SEED}; one DAG run in Airflow (dag.test): {len(specs)} deploy operators "
             f"({sum(s.deferrable for s in specs)} deferrable, {sum(s.retries > 0 for s in specs)} with retries), "
-            f"{sum(1 for t in final if t.startswith('sense'))} sensors, {cancels} cancel operators; {elapsed:.1f} s",
+            f"{sum(1 for t in final if t.startswith('sense'))} sensors, {cancels} cancel operator{'' if cancels == 1 else 's'}; {elapsed:.1f} s",
             f"  requests to the BRMS: {len(emulator.requests)} (deploy POSTs {len(emulator.requests_to('POST', '/deploy$'))}, "
             f"cancel POSTs {len(emulator.requests_to('POST', '/cancel$'))}), faults injected: {sum(1 for *_, k in chaos.decisions if k)}; "
             + ", ".join(f"{name} {n}" for name, n in sorted(people.items())),
