@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
@@ -177,3 +180,53 @@ def kind_totals(chaos: Chaos) -> dict[str, int]:
     """Faults injected per kind, all families together."""
     injected = chaos.injected()
     return {kind.label: sum(n for (label, _), n in injected.items() if label == kind.label) for kind in KINDS}
+
+
+# ---- a trigger run as the triggerer runs it --------------------------------------------------------------
+RESTART_GAP = 1.0
+"""A restarted trigger starts this long after the old one was cancelled (a real triggerer takes over only
+after the old one's heartbeat expired): longer than any request the old one can leave in flight (slow
+answers hold a request at most 0.6 s before processing it)."""
+
+TriggerT = TypeVar("TriggerT", bound=BaseTrigger)
+
+
+async def first_event(trigger: BaseTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("the trigger ended without an event")
+
+
+def rebuilt(trigger: TriggerT) -> TriggerT:
+    """A new trigger from ``serialize()``, through JSON, as the triggerer builds it from the database."""
+    classpath, kwargs = trigger.serialize()
+    cls = type(trigger)
+    assert classpath == f"{cls.__module__}.{cls.__qualname__}"
+    return cls(**json.loads(json.dumps(kwargs)))
+
+
+async def wait_as_the_triggerer(waiter: Any, trigger: BaseTrigger, limit: float) -> None:
+    """
+    Run ``trigger`` to its event, by ``limit`` (epoch seconds). With ``waiter.restart_after`` set, the triggerer
+    shuts down then (the trigger's task is cancelled, ``cleanup()`` runs) and another one takes over with a
+    trigger rebuilt from ``serialize()``. Sets ``waiter.event``, ``restarted``, ``finished_at`` and ``hung``.
+    """
+    try:
+        if waiter.restart_after is not None:
+            running = asyncio.create_task(first_event(trigger))
+            done, _ = await asyncio.wait({running}, timeout=waiter.restart_after)
+            if running in done:
+                waiter.event = running.result()
+            else:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+                await trigger.cleanup()
+                waiter.restarted = True
+                await asyncio.sleep(RESTART_GAP)
+                trigger = rebuilt(trigger)
+        if waiter.event is None:
+            waiter.event = await asyncio.wait_for(first_event(trigger), max(0.1, limit - time.time()))
+        waiter.finished_at = time.time()
+    except TimeoutError:
+        waiter.hung = True

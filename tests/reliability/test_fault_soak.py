@@ -23,8 +23,6 @@ Two parts, both through the provider's real code paths:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import random
 import threading
 import time
@@ -63,12 +61,9 @@ from tests.reliability.soak_support import (
     kind_totals,
     sent_twice,
     soak_emulator,
+    wait_as_the_triggerer,
 )
 
-RESTART_GAP = 1.0
-"""A restarted trigger starts this long after the old one was cancelled (a real triggerer takes over only
-after the old one's heartbeat expired): longer than any request the old one can leave in flight (slow
-answers hold a request at most 0.6 s before processing it)."""
 BUDGET = 60.0
 """The deadline of waits that are not about deadlines: far beyond how long their runs take."""
 
@@ -146,19 +141,6 @@ def plan(count: int) -> list[Waiter]:
     return waiters
 
 
-async def first_event(trigger: BuddyExecutionTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
-
-
-def rebuilt(trigger: BuddyExecutionTrigger) -> BuddyExecutionTrigger:
-    """A new trigger from ``serialize()``, through JSON, as the triggerer builds it from the database."""
-    classpath, kwargs = trigger.serialize()
-    assert classpath == f"{BuddyExecutionTrigger.__module__}.{BuddyExecutionTrigger.__qualname__}"
-    return BuddyExecutionTrigger(**json.loads(json.dumps(kwargs)))
-
-
 async def person_in_buddy(emulator: BuddyEmulator, waiter: Waiter, rng: random.Random) -> None:
     """Someone approves each gate in Buddy's UI a little while after it appears."""
     while True:
@@ -182,24 +164,7 @@ async def drive(emulator: BuddyEmulator, waiter: Waiter) -> None:
     trigger = BuddyExecutionTrigger(**waiter.trigger_kwargs())
     limit = waiter.end_time + SLACK
     try:
-        if waiter.restart_after is not None:
-            running = asyncio.create_task(first_event(trigger))
-            done, _ = await asyncio.wait({running}, timeout=waiter.restart_after)
-            if running in done:
-                waiter.event = running.result()
-            else:  # the triggerer shuts down: the trigger's task is cancelled, cleanup runs; another triggerer takes over
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-                await trigger.cleanup()
-                waiter.restarted = True
-                await asyncio.sleep(RESTART_GAP)
-                trigger = rebuilt(trigger)
-        if waiter.event is None:
-            waiter.event = await asyncio.wait_for(first_event(trigger), max(0.1, limit - time.time()))
-        waiter.finished_at = time.time()
-    except TimeoutError:
-        waiter.hung = True
+        await wait_as_the_triggerer(waiter, trigger, limit)
     finally:
         if person is not None:
             person.cancel()

@@ -58,7 +58,7 @@ from tests.conftest import TOKEN, WORKSPACE
 from tests.reliability.chaos import CANCEL_POST, DEPLOY_POST, DROP_AFTER, MALFORMED_AFTER, SERVER_AFTER, Chaos, processed
 from tests.reliability.chaos import TIMEOUT as TIMEOUT_LOST
 from tests.reliability.conftest import report, scaled
-from tests.reliability.soak_support import EXTRA, POLL, SEED, TIMEOUT, drain, fault_lines, kind_totals
+from tests.reliability.soak_support import EXTRA, POLL, SEED, TIMEOUT, drain, fault_lines, kind_totals, wait_as_the_triggerer
 
 CONN_ID = "gorules_soak"
 FAMILIES = ("GET", DEPLOY_POST, CANCEL_POST)
@@ -66,8 +66,6 @@ SLACK = (EXTRA["retry_total_timeout"] + TIMEOUT) * (1 + 2 * CANCEL_ATTEMPTS) + C
 """How late past its deadline a wait may end: one poll in flight, then the timeout's cancel — each of its
 attempts a read and a cancel with all their retries, and a pause. Anything later is a wait hanging past its
 deadline (the figures print how late the latest one really was)."""
-RESTART_GAP = 1.0
-"""A restarted trigger starts this long after the old one was cancelled (see the Buddy soak)."""
 BUDGET = 60.0
 """The deadline of waits that are not about deadlines: far beyond how long their runs take."""
 
@@ -274,19 +272,6 @@ def plan(count: int) -> list[Waiter]:
     return waiters
 
 
-async def first_event(trigger: GoRulesRunTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")
-
-
-def rebuilt(trigger: GoRulesRunTrigger) -> GoRulesRunTrigger:
-    """A new trigger from ``serialize()``, through JSON, as the triggerer builds it from the database."""
-    classpath, kwargs = trigger.serialize()
-    assert classpath == f"{GoRulesRunTrigger.__module__}.{GoRulesRunTrigger.__qualname__}"
-    return GoRulesRunTrigger(**json.loads(json.dumps(kwargs)))
-
-
 async def person_in_brms(emulator: BuddyEmulator, project: SoakProject, waiter: Waiter, rng: random.Random) -> None:
     """Someone in the BRMS UI: reviews each pending job a little while after it appears, or cancels the run."""
     if waiter.kind == "cancelled_in_brms":
@@ -315,24 +300,7 @@ async def drive(emulator: BuddyEmulator, project: SoakProject, waiter: Waiter) -
     trigger = GoRulesRunTrigger(**waiter.trigger_kwargs(project))
     limit = waiter.end_time + SLACK
     try:
-        if waiter.restart_after is not None:
-            running = asyncio.create_task(first_event(trigger))
-            done, _ = await asyncio.wait({running}, timeout=waiter.restart_after)
-            if running in done:
-                waiter.event = running.result()
-            else:  # the triggerer shuts down: the trigger's task is cancelled, cleanup runs; another triggerer takes over
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
-                await trigger.cleanup()
-                waiter.restarted = True
-                await asyncio.sleep(RESTART_GAP)
-                trigger = rebuilt(trigger)
-        if waiter.event is None:
-            waiter.event = await asyncio.wait_for(first_event(trigger), max(0.1, limit - time.time()))
-        waiter.finished_at = time.time()
-    except TimeoutError:
-        waiter.hung = True
+        await wait_as_the_triggerer(waiter, trigger, limit)
     finally:
         if person is not None:
             with contextlib.suppress(asyncio.CancelledError):
