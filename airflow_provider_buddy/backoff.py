@@ -14,6 +14,8 @@ from airflow_provider_buddy.exceptions import ProviderApiError
 
 MAX_BACKOFF = 300.0
 """The longest pause between looks while the server keeps answering badly (seconds)."""
+CANCEL_ATTEMPTS = 5
+"""How many times a trigger reads the object and cancels it before giving up on transient trouble."""
 
 T = TypeVar("T")
 

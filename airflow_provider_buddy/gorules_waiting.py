@@ -19,9 +19,6 @@ NO_APPROVE_CALL = (
     "approval task next), or 'fail'"
 )
 SUMMARY_KEYS = ("run_id", "run_status", "project_id", "release_id", "release", "run_url", "jobs")
-CANCEL_ATTEMPTS = 5
-"""How many times a cancel (on timeout or kill, in the triggerer or the worker) is tried when the BRMS does
-not answer it well; before each try the run is read again, so a cancel the BRMS applied is not sent twice."""
 
 
 def gorules_policy(value: Any, *, parameter: str = "on_approval") -> ApprovalPolicy:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_buddy.backoff import look_or_wait_out
+from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, look_or_wait_out
 from airflow_provider_buddy.exceptions import (
     GoRulesApiError,
     GoRulesConnectionError,
@@ -25,7 +25,7 @@ from airflow_provider_buddy.exceptions import (
     GoRulesServerError,
 )
 from airflow_provider_buddy.gorules_task_waiting import RUN_ID_KEY, RUN_URL_KEY, GoRulesWaitingMixin, deadline_before_timeout
-from airflow_provider_buddy.gorules_waiting import CANCEL_ATTEMPTS, describe_run, gorules_policy, run_event_payload, run_summary
+from airflow_provider_buddy.gorules_waiting import describe_run, gorules_policy, run_event_payload, run_summary
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.hooks.gorules_api import run_url
 from airflow_provider_buddy.models.gorules import Run

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_buddy.backoff import backoff_delay
+from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, backoff_delay
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.triggers._poller import SharedPoller
 
@@ -51,7 +51,8 @@ class PollingTrigger(BaseTrigger):
     Polls one remote object until the wait ends, then fires exactly one event.
 
     Subclasses set the attributes below in ``__init__`` and implement :meth:`poll`,
-    :meth:`error_payload`, :meth:`timeout_payload`, :meth:`cancel_if_going` and :meth:`resume_fields`.
+    :meth:`error_payload`, :meth:`timeout_payload`, :meth:`read_current`, :meth:`send_cancel`, :meth:`describe` and
+    :meth:`resume_fields` (and :meth:`ended_note` when a found-ended object needs saying more).
 
     :param poll_interval: seconds between looks.
     :param end_time: epoch seconds; past it the wait ends with a ``timeout`` event.
@@ -96,9 +97,50 @@ class PollingTrigger(BaseTrigger):
         """The payload of a ``timeout`` event; ``current`` is the object's last state, when known."""
         raise NotImplementedError
 
-    async def cancel_if_going(self, poller: SharedPoller) -> tuple[Any, str]:
-        """Cancel the object unless it already ended; returns its last state (or None) and what happened."""
+    async def read_current(self, poller: SharedPoller) -> Any:
+        """The object as it is now (a fresh read, not a shared one); it has ``is_finished`` and ``status``."""
         raise NotImplementedError
+
+    async def send_cancel(self, poller: SharedPoller) -> Any:
+        """Cancel the object; returns it as the answer shows it."""
+        raise NotImplementedError
+
+    def describe(self, current: Any) -> str:
+        """The object, for people, from a read of it."""
+        raise NotImplementedError
+
+    def ended_note(self, current: Any, cancel_sent: bool) -> str:
+        """What happened when the object is found ended (``cancel_sent``: a cancel whose answer was lost went before)."""
+        return f"it had already ended ({current.status})"
+
+    async def cancel_if_going(self, poller: SharedPoller) -> tuple[Any, str]:
+        """
+        Cancel the object unless it already ended; returns its last state (or None) and what happened.
+
+        After transient trouble (a read's retries spent, a cancel whose answer was lost or was a 5xx) it reads
+        the object again and tries again, up to :data:`CANCEL_ATTEMPTS` times: a cancel that did reach the
+        service then shows the object ended, and is never sent a second time.
+        """
+        failure: ProviderApiError | None = None
+        sent = False
+        try:
+            for attempt in range(CANCEL_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(min(self.poll_interval, 1.0))
+                try:
+                    current = await self.read_current(poller)
+                    if current.is_finished:
+                        return current, self.ended_note(current, sent)
+                    sent = True
+                    cancelled = await self.send_cancel(poller)
+                    return cancelled, f"cancelled {self.describe(cancelled)}"
+                except ProviderApiError as exc:
+                    failure = exc
+                    if not exc.transient:
+                        break
+            return None, f"could not cancel it: {failure}"
+        finally:
+            poller.forget(self.read_key)
 
     def resume_fields(self) -> dict[str, Any]:
         """What the resumed task needs besides the outcome (added to every event unless already set)."""

@@ -6,11 +6,10 @@ module says how to read a Buddy execution, decide, approve and cancel.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_buddy.backoff import MAX_BACKOFF
+from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, MAX_BACKOFF
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.models.buddy import Execution, variables_from
 from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
@@ -27,10 +26,7 @@ from airflow_provider_buddy.waiting import (
     event_payload,
 )
 
-__all__ = ["MAX_BACKOFF", "BuddyExecutionTrigger"]
-
-CANCEL_ATTEMPTS = 5
-"""How many times a cancel (on timeout or kill) is tried when Buddy does not answer it well."""
+__all__ = ["CANCEL_ATTEMPTS", "MAX_BACKOFF", "BuddyExecutionTrigger"]
 
 
 class BuddyExecutionTrigger(PollingTrigger):
@@ -231,25 +227,19 @@ class BuddyExecutionTrigger(PollingTrigger):
         """A ``timeout`` event, with the execution's last state when the cancel read it."""
         return event_payload(current, Decision(Step.FINISH, EventStatus.TIMEOUT, message), execution_id=self.execution_id)
 
-    async def cancel_if_going(self, poller: SharedPoller) -> tuple[Execution | None, str]:
-        """Cancel the execution unless it already ended. After a transient failure it reads the execution
-        again and tries again (a CANCEL whose answer was lost then shows as TERMINATED, never sent twice)."""
-        failure: ProviderApiError | None = None
-        for attempt in range(CANCEL_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(min(self.poll_interval, 1.0))
-            try:
-                hook = await buddy_hook(poller, self.buddy_conn_id)
-                current = await hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
-                if current.is_finished:
-                    return current, f"it had already ended ({current.status})"
-                cancelled = await hook.acancel_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
-                return cancelled, f"cancelled {describe_execution(cancelled)}"
-            except ProviderApiError as exc:
-                failure = exc
-                if not exc.transient:
-                    break
-        return None, f"could not cancel it: {failure}"
+    async def read_current(self, poller: SharedPoller) -> Execution:
+        """The execution as it is now."""
+        hook = await buddy_hook(poller, self.buddy_conn_id)
+        return await hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
+
+    async def send_cancel(self, poller: SharedPoller) -> Execution:
+        """``CANCEL`` the execution."""
+        hook = await buddy_hook(poller, self.buddy_conn_id)
+        return await hook.acancel_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
+
+    def describe(self, current: Execution) -> str:
+        """The execution, with its link."""
+        return describe_execution(current)
 
     def error_payload(self, message: str, kind: ErrorKind | None) -> dict[str, Any]:
         """An ``error`` event naming the error kind."""

@@ -7,13 +7,12 @@ interval however many triggers wait on it).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Hashable
 from typing import Any
 
-from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
-from airflow_provider_buddy.gorules_waiting import CANCEL_ATTEMPTS, decide_run, describe_run, gorules_policy, run_event_payload
+from airflow_provider_buddy.exceptions import ErrorKind
+from airflow_provider_buddy.gorules_waiting import decide_run, describe_run, gorules_policy, run_event_payload
 from airflow_provider_buddy.hooks.gorules import GoRulesHook, gorules_core, gorules_settings
 from airflow_provider_buddy.hooks.gorules_api import run_url
 from airflow_provider_buddy.models.buddy_status import StatusGroup
@@ -169,34 +168,23 @@ class GoRulesRunTrigger(PollingTrigger):
         decision = Decision(Step.FINISH, EventStatus.TIMEOUT, message)
         return run_event_payload(current, decision, run_url=self._url, run_id=self.run_id, project_id=self.project_id)
 
-    async def cancel_if_going(self, poller: SharedPoller) -> tuple[Run | None, str]:
-        """
-        Cancel the run (with ``cancel_comment``) unless it already ended. After transient trouble (the read's
-        retries spent, or a cancel whose answer was lost or was a 5xx) it reads the run again and tries again,
-        up to :data:`CANCEL_ATTEMPTS` times: a cancel the BRMS did apply then shows as ``cancelled`` and is
-        never sent a second time.
-        """
-        failure: ProviderApiError | None = None
-        sent = False
-        try:
-            for attempt in range(CANCEL_ATTEMPTS):
-                if attempt:
-                    await asyncio.sleep(min(self.poll_interval, 1.0))
-                try:
-                    hook = await gorules_hook(poller, self.gorules_conn_id)
-                    self._run_url(hook)
-                    current = await hook.aget_run(self.project_id, self.run_id)
-                    if current.is_finished:
-                        if sent and current.cancelled_comment == (self.cancel_comment or DEFAULT_CANCEL_COMMENT):
-                            return current, f"cancelled {describe_run(current)} (the cancel's answer was lost; the BRMS shows the run cancelled)"
-                        return current, f"it had already ended ({current.status})"
-                    sent = True
-                    cancelled = await hook.acancel_run(self.project_id, self.run_id, self.cancel_comment or DEFAULT_CANCEL_COMMENT)
-                    return cancelled, f"cancelled {describe_run(cancelled)}"
-                except ProviderApiError as exc:
-                    failure = exc
-                    if not exc.transient:
-                        break
-            return None, f"could not cancel it: {failure}"
-        finally:
-            poller.forget(self._key)
+    async def read_current(self, poller: SharedPoller) -> Run:
+        """The run as it is now."""
+        hook = await gorules_hook(poller, self.gorules_conn_id)
+        self._run_url(hook)
+        return await hook.aget_run(self.project_id, self.run_id)
+
+    async def send_cancel(self, poller: SharedPoller) -> Run:
+        """Cancel the run with ``cancel_comment``."""
+        hook = await gorules_hook(poller, self.gorules_conn_id)
+        return await hook.acancel_run(self.project_id, self.run_id, self.cancel_comment or DEFAULT_CANCEL_COMMENT)
+
+    def describe(self, current: Run) -> str:
+        """The run, with its environments."""
+        return describe_run(current)
+
+    def ended_note(self, current: Run, cancel_sent: bool) -> str:
+        """A run that shows our own cancel's comment was cancelled by us: the cancel's answer was lost."""
+        if cancel_sent and current.cancelled_comment == (self.cancel_comment or DEFAULT_CANCEL_COMMENT):
+            return f"cancelled {describe_run(current)} (the cancel's answer was lost; the BRMS shows the run cancelled)"
+        return super().ended_note(current, cancel_sent)

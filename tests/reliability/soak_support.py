@@ -17,7 +17,8 @@ from airflow.triggers.base import BaseTrigger
 from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.testing import BuddyEmulator
-from airflow_provider_buddy.triggers.buddy import CANCEL_ATTEMPTS, BuddyExecutionTrigger
+from airflow_provider_buddy.triggers._base import PollingTrigger
+from airflow_provider_buddy.triggers.buddy import CANCEL_ATTEMPTS
 from tests.conftest import TOKEN, WORKSPACE
 from tests.reliability.chaos import DROP_AFTER, DROP_BEFORE, KINDS, RUN_POST, Chaos, processed
 
@@ -91,16 +92,15 @@ def drain(emulator: BuddyEmulator, chaos: Chaos, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-class Retries:
-    """Counts every second chance the provider took: re-sent requests, waited-out polls, run searches."""
+class SecondChances:
+    """Counts the second chances any part of the provider takes: requests re-sent by the retry policy, and
+    failed polls a trigger waited out. Service soaks add their own counters (see :meth:`count`)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.counts: Counter[str] = Counter()
-        report_retry = HttpCore._report_retry
-        backoff = BuddyExecutionTrigger.backoff
-        find_marked_run = BuddyRunPipelineOperator.find_marked_run
-        carry_on_with = BuddyRunPipelineOperator._carry_on_with
+        self._monkeypatch = monkeypatch
         counts = self.counts
+        report_retry = HttpCore._report_retry
 
         def counting_report(core: HttpCore, call: Any) -> Any:
             report = report_retry(core, call)
@@ -111,26 +111,35 @@ class Retries:
 
             return wrapped
 
-        def counting_backoff(trigger: BuddyExecutionTrigger, streak: int, retry_after: float | None) -> float:
-            counts["failed polls waited out by a trigger"] += 1
-            return backoff(trigger, streak, retry_after)
-
-        def counting_find(operator: BuddyRunPipelineOperator, pipeline_id: int, marker: str, **kwargs: Any) -> Any:
-            found = find_marked_run(operator, pipeline_id, marker, **kwargs)
-            if found is not None:
-                counts["lost run answers recovered by marker"] += 1
-            return found
-
-        def counting_carry_on(operator: BuddyRunPipelineOperator, *args: Any) -> Any:
-            carried = carry_on_with(operator, *args)
-            if carried is not None:
-                counts["retried tasks that carried on with their earlier try's run"] += 1
-            return carried
-
         monkeypatch.setattr(HttpCore, "_report_retry", counting_report)
-        monkeypatch.setattr(BuddyExecutionTrigger, "backoff", counting_backoff)
-        monkeypatch.setattr(BuddyRunPipelineOperator, "find_marked_run", counting_find)
-        monkeypatch.setattr(BuddyRunPipelineOperator, "_carry_on_with", counting_carry_on)
+        self.count(PollingTrigger, "backoff", lambda _: "failed polls waited out by a trigger")
+
+    def count(self, owner: Any, name: str, label: Any) -> None:
+        """Wrap ``owner.name``: after each call, ``label(result)`` names what to count (None: nothing)."""
+        original = getattr(owner, name)
+        counts = self.counts
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            what = label(result)
+            if what is not None:
+                counts[what] += 1
+            return result
+
+        self._monkeypatch.setattr(owner, name, counting)
+
+
+class Retries(SecondChances):
+    """The Buddy soak's second chances: the shared ones, plus run searches and retried tasks carrying on with their run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(monkeypatch)
+        self.count(BuddyRunPipelineOperator, "find_marked_run", lambda found: None if found is None else "lost run answers recovered by marker")
+        self.count(
+            BuddyRunPipelineOperator,
+            "_carry_on_with",
+            lambda carried: None if carried is None else "retried tasks that carried on with their earlier try's run",
+        )
 
 
 def mutations(emulator: BuddyEmulator, chaos: Chaos) -> dict[str, list[tuple[Any, bool]]]:

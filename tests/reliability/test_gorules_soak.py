@@ -44,8 +44,6 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG, task
 
-from airflow_provider_buddy.gorules_waiting import CANCEL_ATTEMPTS
-from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.operators import gorules as gorules_operators
 from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
@@ -58,14 +56,21 @@ from tests.conftest import TOKEN, WORKSPACE
 from tests.reliability.chaos import CANCEL_POST, DEPLOY_POST, DROP_AFTER, MALFORMED_AFTER, SERVER_AFTER, Chaos, processed
 from tests.reliability.chaos import TIMEOUT as TIMEOUT_LOST
 from tests.reliability.conftest import report, scaled
-from tests.reliability.soak_support import EXTRA, POLL, SEED, TIMEOUT, drain, fault_lines, kind_totals, wait_as_the_triggerer
+from tests.reliability.soak_support import (
+    EXTRA,
+    POLL,
+    SEED,
+    SLACK,
+    TIMEOUT,
+    SecondChances,
+    drain,
+    fault_lines,
+    kind_totals,
+    wait_as_the_triggerer,
+)
 
 CONN_ID = "gorules_soak"
 FAMILIES = ("GET", DEPLOY_POST, CANCEL_POST)
-SLACK = (EXTRA["retry_total_timeout"] + TIMEOUT) * (1 + 2 * CANCEL_ATTEMPTS) + CANCEL_ATTEMPTS * 1.0 + POLL
-"""How late past its deadline a wait may end: one poll in flight, then the timeout's cancel — each of its
-attempts a read and a cancel with all their retries, and a pause. Anything later is a wait hanging past its
-deadline (the figures print how late the latest one really was)."""
 BUDGET = 60.0
 """The deadline of waits that are not about deadlines: far beyond how long their runs take."""
 
@@ -116,31 +121,14 @@ def brms_soak(monkeypatch: pytest.MonkeyPatch, deploy_answers: tuple[str, ...] =
             drain(emulator, chaos)
 
 
-class Retries:
-    """Counts every second chance the provider took: re-sent requests, waited-out polls, runs found by listing, re-attaches."""
+class Retries(SecondChances):
+    """The GoRules soak's second chances: the shared ones, plus deploy runs found by listing and re-attaches."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.counts: Counter[str] = Counter()
+        super().__init__(monkeypatch)
         counts = self.counts
-        report_retry = HttpCore._report_retry
-        backoff = GoRulesRunTrigger.backoff
         deploy_release = GoRulesHook.deploy_release
         find_new_run = GoRulesDeployReleaseOperator._find_new_run
-        earlier_try_run = gorules_operators.earlier_try_run
-
-        def counting_report(core: HttpCore, call: Any) -> Any:
-            report = report_retry(core, call)
-
-            def wrapped(state: Any) -> None:
-                counts[f"requests re-sent by the retry policy ({call.method})"] += 1
-                report(state)
-
-            return wrapped
-
-        def counting_backoff(trigger: GoRulesRunTrigger, streak: int, retry_after: float | None) -> float:
-            counts["failed polls waited out by a trigger"] += 1
-            return backoff(trigger, streak, retry_after)
-
         lost: set[int] = set()
 
         def counting_deploy(hook: GoRulesHook, *args: Any, **kwargs: Any) -> Any:
@@ -158,17 +146,9 @@ class Retries:
                 counts["lost deploy answers recovered by marker" if was_lost else "deploy answers without the run, run found by marker"] += 1
             return found
 
-        def counting_earlier(*args: Any, **kwargs: Any) -> Any:
-            found = earlier_try_run(*args, **kwargs)
-            if found[0] is not None:
-                counts["retried tasks re-attached to their run"] += 1
-            return found
-
-        monkeypatch.setattr(HttpCore, "_report_retry", counting_report)
-        monkeypatch.setattr(GoRulesRunTrigger, "backoff", counting_backoff)
         monkeypatch.setattr(GoRulesHook, "deploy_release", counting_deploy)
         monkeypatch.setattr(GoRulesDeployReleaseOperator, "_find_new_run", counting_find)
-        monkeypatch.setattr(gorules_operators, "earlier_try_run", counting_earlier)
+        self.count(gorules_operators, "earlier_try_run", lambda found: None if found[0] is None else "retried tasks re-attached to their run")
 
 
 def processed_cancels(emulator: BuddyEmulator, chaos: Chaos) -> Counter[str]:
