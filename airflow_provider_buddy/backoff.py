@@ -1,4 +1,5 @@
-"""Waiting out transient trouble while waiting on a run: one policy for the triggers and the worker waits.
+"""Waiting out transient trouble while waiting on a run: one policy for the triggers and the worker waits
+(and for the worker's cancel when a task is killed).
 
 A run goes on in Buddy or the BRMS whatever the answers to our reads, so network errors, 408/429/5xx and
 garbled answers (once the hook's own retries are spent) never end a wait: the next look comes later,
@@ -7,6 +8,7 @@ doubling up to :data:`MAX_BACKOFF`, never sooner than the server asked.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +25,7 @@ T = TypeVar("T")
 class _Log(Protocol):
     def warning(self, msg: str, *args: Any) -> Any: ...
     def info(self, msg: str, *args: Any) -> Any: ...
+    def error(self, msg: str, *args: Any) -> Any: ...
 
 
 def backoff_delay(poll_interval: float, streak: int, retry_after: float | None = None) -> float:
@@ -54,3 +57,31 @@ def look_or_wait_out(log: _Log, look: Callable[[], T | None], streak: int, subje
     if streak:
         log.info("%s can be read again after %d failed looks", subject, streak)
     return payload, 0, None
+
+
+def cancel_if_going_sync(log: _Log, subject: str, read: Callable[[], Any], cancel: Callable[[], Any], describe: Callable[[Any], str], *,
+                         attempts: int, pause: float) -> None:
+    """
+    A killed or timed-out task's cancel, from the worker: read the object, cancel it unless it already ended.
+    After transient trouble it reads again and tries again (a cancel whose answer was lost then shows the
+    object ended, and is not sent twice), ``attempts`` times at most; every outcome is logged, nothing raised.
+
+    :param subject: the object, for the log ("Buddy execution 42").
+    :param read: the object as it is now (has ``is_finished`` and ``status``).
+    :param cancel: cancel it; returns it as the answer shows it.
+    :param describe: the object, for people, from a read of it.
+    """
+    for attempt in range(attempts):
+        try:
+            current = read()
+            if current.is_finished:
+                log.info("Task killed; %s had already ended (%s)", describe(current), current.status)
+                return
+            log.warning("Task killed or timed out: cancelled %s", describe(cancel()))
+            return
+        except ProviderApiError as exc:
+            if not exc.transient or attempt + 1 == attempts:
+                log.error("Task killed, but cancelling %s failed: %s", subject, exc)
+                return
+            log.warning("Cancelling %s failed (%s); reading it again", subject, exc)
+            time.sleep(pause)

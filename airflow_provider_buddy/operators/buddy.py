@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from pydantic import ValidationError
 
+from airflow_provider_buddy.backoff import cancel_if_going_sync
 from airflow_provider_buddy.exceptions import (
     BuddyApiError,
     BuddyConnectionError,
@@ -184,21 +185,15 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         if not self.cancel_on_kill:
             self.log.info("Task killed; Buddy execution %s left going (cancel_on_kill=False)", execution_id)
             return
-        for attempt in range(_CANCEL_ATTEMPTS):  # after a transient failure: read again (a lost CANCEL shows as ended), retry
-            try:
-                pipeline_id = self.resolve_pipeline_id()
-                current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-                if current.is_finished:
-                    self.log.info("Task killed; %s had already ended (%s)", describe_execution(current), current.status)
-                    return
-                cancelled = self.hook.cancel_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-                self.log.warning("Task killed or timed out: cancelled %s", describe_execution(cancelled))
-                return
-            except BuddyError as exc:
-                if not exc.transient or attempt + 1 == _CANCEL_ATTEMPTS:
-                    self.log.error("Task killed, but cancelling Buddy execution %s failed: %s", execution_id, exc)
-                    return
-                time.sleep(min(self.poll_interval, 1.0))
+        cancel_if_going_sync(  # the pipeline id is resolved inside the retried calls (cached after the first)
+            self.log,
+            f"Buddy execution {execution_id}",
+            lambda: self.hook.get_execution(self.project_name, self.resolve_pipeline_id(), execution_id, workspace=self.workspace),
+            lambda: self.hook.cancel_execution(self.project_name, self.resolve_pipeline_id(), execution_id, workspace=self.workspace),
+            describe_execution,
+            attempts=_CANCEL_ATTEMPTS,
+            pause=min(self.poll_interval, 1.0),
+        )
 
 
 class BuddyRunPipelineOperator(_WaitingOperator):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, look_or_wait_out
+from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, cancel_if_going_sync, look_or_wait_out
 from airflow_provider_buddy.exceptions import (
     GoRulesApiError,
     GoRulesConnectionError,
@@ -281,21 +281,15 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
             return
         project_id = non_empty(self.project_id, "project_id")
         comment = self._cancel_comment or "Cancelled by Airflow: task killed or timed out"
-        for attempt in range(CANCEL_ATTEMPTS):  # after transient trouble: read again (a lost cancel shows as cancelled), retry
-            try:
-                current = self.hook.get_run(project_id, run_id)
-                if current.is_finished:
-                    self.log.info("Task killed; %s had already ended (%s)", describe_run(current), current.status)
-                    return
-                cancelled = self.hook.cancel_run(project_id, run_id, comment)
-                self.log.warning("Task killed or timed out: cancelled %s", describe_run(cancelled))
-                return
-            except GoRulesError as exc:
-                if not exc.transient or attempt + 1 == CANCEL_ATTEMPTS:
-                    self.log.error("Task killed, but cancelling GoRules run %s failed: %s", run_id, exc)
-                    return
-                self.log.warning("Cancelling GoRules run %s failed (%s); reading it again", run_id, exc)
-                time.sleep(min(self.poll_interval, 1.0))
+        cancel_if_going_sync(
+            self.log,
+            f"GoRules run {run_id}",
+            lambda: self.hook.get_run(project_id, run_id),
+            lambda: self.hook.cancel_run(project_id, run_id, comment),
+            describe_run,
+            attempts=CANCEL_ATTEMPTS,
+            pause=min(self.poll_interval, 1.0),
+        )
 
 
 class GoRulesCancelRunOperator(GoRulesBaseOperator):
