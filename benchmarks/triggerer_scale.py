@@ -97,8 +97,24 @@ def run_kind(
     server.control(f"/reset?d={duration}")
     out = workdir / f"{tag}-{kind}.json"
     command = [
-        sys.executable, str(HERE / "_waiters.py"), "--kind", kind, "--port", str(server.port), "--ca", server.ca, "--n", str(n),
-        "--executions", str(executions), "--interval", str(interval), "--duration", str(duration), "--out", str(out),
+        sys.executable,
+        str(HERE / "_waiters.py"),
+        "--kind",
+        kind,
+        "--port",
+        str(server.port),
+        "--ca",
+        server.ca,
+        "--n",
+        str(n),
+        "--executions",
+        str(executions),
+        "--interval",
+        str(interval),
+        "--duration",
+        str(duration),
+        "--out",
+        str(out),
     ]
     if profile:
         command += ["--profile", str(workdir / f"{tag}-{kind}.prof")]
@@ -106,7 +122,9 @@ def run_kind(
         command += ["--poller", poller]
     env = {**os.environ, "AIRFLOW_HOME": str(workdir / "airflow-home"), "PYTHONUNBUFFERED": "1"}
     with open(workdir / f"{tag}-{kind}.log", "w") as log:
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=duration + 10 * interval + 240, check=False)
+        process = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=duration + 10 * interval + 240, check=False
+        )
     stats = server.control("/stats")
     if process.returncode != 0 or not out.exists():
         raise RuntimeError(f"{kind} run failed (exit {process.returncode}); see {workdir / f'{tag}-{kind}.log'}")
@@ -193,9 +211,7 @@ def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # ---- import cost -----------------------------------------------------------------------------------
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)")
 OPERATORS = "airflow_provider_buddy.operators.buddy"
-TIMED_IMPORT = (
-    "import time, airflow.sdk; start = time.perf_counter(); import {module}; print((time.perf_counter() - start) * 1000)"
-)
+TIMED_IMPORT = "import time, airflow.sdk; start = time.perf_counter(); import {module}; print((time.perf_counter() - start) * 1000)"
 
 
 def measure_imports(rounds: int, workdir: Path) -> dict[str, Any]:
@@ -222,7 +238,9 @@ def measure_imports(rounds: int, workdir: Path) -> dict[str, Any]:
         cumulative.append(sum(int(m.group(2)) for m in parsed[after:] if len(m.group(3)) == 1) / 1000.0)
         for m in parsed[after:]:
             modules.setdefault(m.group(4), []).append(int(m.group(1)))
-        alone = [m for m in (IMPORT_LINE.match(line) for line in run("-X", "importtime", "-c", "import airflow.sdk").stderr.splitlines()) if m]
+        alone = [
+            m for m in (IMPORT_LINE.match(line) for line in run("-X", "importtime", "-c", "import airflow.sdk").stderr.splitlines()) if m
+        ]
         sdk_alone.append(sum(int(m.group(2)) for m in alone if len(m.group(3)) == 1) / 1000.0)
     top = sorted(((statistics.median(v) / 1000.0, name) for name, v in modules.items()), reverse=True)[:8]
     return {
@@ -245,7 +263,11 @@ def measure_worker_hold(wait_seconds: float, speed: float, workdir: Path) -> dic
     with open(workdir / "worker-hold.log", "w") as log:
         done = subprocess.run(
             [sys.executable, str(HERE / "_worker_hold.py"), "--wait", str(wait_seconds), "--speed", str(speed), "--out", str(out)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, timeout=wait_seconds / speed + 300, check=False,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=wait_seconds / speed + 300,
+            check=False,
         )
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"worker-hold run failed (exit {done.returncode}); see {workdir / 'worker-hold.log'}")
@@ -258,7 +280,9 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def verdicts(scale: dict[str, dict[str, Any]], fan_in: dict[str, dict[str, Any]], imports: dict[str, Any] | None, hold: dict[str, Any] | None) -> dict[str, Any]:
+def verdicts(
+    scale: dict[str, dict[str, Any]], fan_in: dict[str, dict[str, Any]], imports: dict[str, Any] | None, hold: dict[str, Any] | None
+) -> dict[str, Any]:
     """Each target: the measured value and whether it is met (None when not measured)."""
     result: dict[str, Any] = {}
     o = scale.get("ours")
@@ -350,13 +374,15 @@ def render(report: dict[str, Any]) -> str:
         for k in KINDS:
             if k in fan_in:
                 r = fan_in[k]
-                lines.append(f"| {LABELS[k]} | {r['requests_per_interval']:.0f} | {r['requests_per_interval'] / r['executions']:.2f} | {r['errors']} |")
+                per_interval = r["requests_per_interval"]
+                lines.append(f"| {LABELS[k]} | {per_interval:.0f} | {per_interval / r['executions']:.2f} | {r['errors']} |")
         lines.append("")
     imports = report.get("imports")
     if imports:
         lines += [
             f"Import cost for a DAG file (median of {imports['rounds']} fresh interpreters): `{imports['statement']}` after "
-            f"`{imports['baseline']}` adds **{imports['delta_ms']:.0f} ms** ({imports['importtime_ms']:.0f} ms under `-X importtime`, "
+            f"`{imports['baseline']}` adds **{imports['delta_ms']:.0f} ms** "
+            f"({imports['importtime_ms']:.0f} ms under `-X importtime`, "
             f"{imports['modules']} modules; `{imports['baseline']}` alone: {imports['sdk_ms']:.0f} ms). Largest: "
             + ", ".join(f"{t['module']} {t['self_ms']:.1f} ms" for t in imports["top_modules"][:6]),
             "",
@@ -364,8 +390,10 @@ def render(report: dict[str, Any]) -> str:
     hold = report.get("worker_hold")
     if hold:
         lines += [
-            f"Worker hold of a deferrable `BuddyExecutionSensor` waiting {hold['wait_emulated_s']:.0f} s (emulated; {hold['wait_real_s']:.1f} s real, "
-            f"dag.test against the emulator): execute() until TaskDeferred {hold['execute_s']:.3f} s + execute_complete {hold['complete_s']:.3f} s "
+            f"Worker hold of a deferrable `BuddyExecutionSensor` waiting {hold['wait_emulated_s']:.0f} s "
+            f"(emulated; {hold['wait_real_s']:.1f} s real, "
+            f"dag.test against the emulator): execute() until TaskDeferred {hold['execute_s']:.3f} s "
+            f"+ execute_complete {hold['complete_s']:.3f} s "
             f"= **{hold['worker_s']:.3f} s** of worker time (task {hold['task_state']})",
             "",
         ]
@@ -395,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="N triggers polling in one asyncio loop: ours vs the HTTP provider vs a floor.")
     parser.add_argument("--n", type=int, default=1000, help="waits started at once (default 1000)")
     parser.add_argument("--interval", type=float, default=2.0, help="poll interval in seconds (default 2)")
-    parser.add_argument("--duration", "-d", type=float, default=20.0, help="D: seconds from an execution's first poll to its end (default 20)")
+    parser.add_argument(
+        "--duration", "-d", type=float, default=20.0, help="D: seconds from an execution's first poll to its end (default 20)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per kind, reported as medians (default 1)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of ours,http,floor")
     parser.add_argument("--per-execution", type=int, default=10, help="fan-in scenario: waits per execution (default 10)")
@@ -449,13 +479,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for index in range(args.repeat):
                 for kind in kinds:
                     result = run_kind(
-                        server, kind, n=args.n, executions=args.n, interval=args.interval, duration=args.duration, workdir=workdir,
-                        tag=f"scale{index}", profile=args.profile and index == 0, poller=args.poller,
+                        server,
+                        kind,
+                        n=args.n,
+                        executions=args.n,
+                        interval=args.interval,
+                        duration=args.duration,
+                        workdir=workdir,
+                        tag=f"scale{index}",
+                        profile=args.profile and index == 0,
+                        poller=args.poller,
                     )
                     runs[kind].append(result)
-                    print(f"[{time.monotonic() - started:6.0f}s] scale run {index + 1}/{args.repeat} {kind}: "
-                          f"{result['cpu_ms_per_request']:.3f} ms/request, {result['rss_per_trigger_kb']:.1f} KB/trigger, "
-                          f"{result['connections']} connections, lateness {result['lateness_mean_s']:.3f} s, {result['errors']} errors", file=sys.stderr)
+                    print(
+                        f"[{time.monotonic() - started:6.0f}s] scale run {index + 1}/{args.repeat} {kind}: "
+                        f"{result['cpu_ms_per_request']:.3f} ms/request, {result['rss_per_trigger_kb']:.1f} KB/trigger, "
+                        f"{result['connections']} connections, lateness {result['lateness_mean_s']:.3f} s, {result['errors']} errors",
+                        file=sys.stderr,
+                    )
             report["runs"]["scale"] = runs
             report["scale"] = {k: median_metrics(v) for k, v in runs.items()}
         if not args.skip_fan_in:
@@ -463,12 +504,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             fan_in_kinds = [k.strip() for k in args.fan_in_kinds.split(",") if k.strip()] if args.fan_in_kinds else kinds
             for kind in fan_in_kinds:
                 result = run_kind(
-                    server, kind, n=args.n, executions=executions, interval=args.interval, duration=args.duration, workdir=workdir, tag="fanin",
+                    server,
+                    kind,
+                    n=args.n,
+                    executions=executions,
+                    interval=args.interval,
+                    duration=args.duration,
+                    workdir=workdir,
+                    tag="fanin",
                     poller=args.poller,
                 )
                 report["fan_in"][kind] = result
-                print(f"[{time.monotonic() - started:6.0f}s] fan-in {kind}: {result['requests_per_interval']:.0f} requests per interval, "
-                      f"{result['errors']} errors", file=sys.stderr)
+                print(
+                    f"[{time.monotonic() - started:6.0f}s] fan-in {kind}: {result['requests_per_interval']:.0f} requests per interval, "
+                    f"{result['errors']} errors",
+                    file=sys.stderr,
+                )
     finally:
         server.stop()
     report["imports"] = None if args.skip_imports else measure_imports(args.import_rounds, workdir)

@@ -427,7 +427,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
             context = self._ssl
         loop = asyncio.get_running_loop()
         connect = loop.create_connection(
-            _Connection, host, port, ssl=context, server_hostname=host if context is not None else None,
+            _Connection,
+            host,
+            port,
+            ssl=context,
+            server_hostname=host if context is not None else None,
             ssl_handshake_timeout=timeout if context is not None else None,
         )
         try:
