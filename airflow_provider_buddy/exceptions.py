@@ -1,4 +1,4 @@
-"""Typed errors raised by the provider's hooks.
+"""Typed errors of both services: what the hooks raise, and what a task fails with when the run it waits on ends badly.
 
 Every error names the service, what was being done, the HTTP status (when there was one) and the
 server's own message(s). None ever contains a token: messages are scrubbed before they are built.
@@ -220,4 +220,39 @@ class BuddyApprovalRequiredError(BuddyExecutionError):
 
 
 class BuddyWaitTimeoutError(BuddyExecutionError):
+    """The wait passed its deadline."""
+
+
+class GoRulesRunError(GoRulesError):
+    """
+    A GoRules run ended in a way the task must fail for.
+
+    :param message: what happened, with the run's jobs.
+    :param run_id: the run.
+    :param run_url: its address.
+    :param run_status: its last status.
+    """
+
+    kind = ErrorKind.CLIENT
+
+    def __init__(self, message: str, *, run_id: str | None = None, run_url: str | None = None, run_status: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.run_url = run_url
+        self.run_status = run_status
+
+
+class GoRulesRunFailedError(GoRulesRunError):
+    """The run ended in ``failure`` (a job failed or a review was rejected)."""
+
+
+class GoRulesRunCancelledError(GoRulesRunError):
+    """The run was ``cancelled``; the message says by whom and why."""
+
+
+class GoRulesReviewRequiredError(GoRulesRunError):
+    """The run waits for a review and ``on_approval='fail'``; the message names the environments."""
+
+
+class GoRulesWaitTimeoutError(GoRulesRunError):
     """The wait passed its deadline."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_buddy.hooks._gorules_api import with_api_root
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
-from airflow_provider_buddy.hooks.gorules_api import with_api_root
 from airflow_provider_buddy.testing import BuddyEmulator
 from tests.conftest import FAST_EXTRA, TOKEN, fast_settings
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_buddy.models import Execution, WaitKind
-from airflow_provider_buddy.waiting import ApprovalPolicy, EventStatus, Step, decide, event_payload, failure_report
+from airflow_provider_buddy.utils.buddy_waiting import decide, event_payload, failure_report
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy, EventStatus, Step
 
 
 def execution(status: str, actions: list[dict[str, Any]] | None = None) -> Execution:

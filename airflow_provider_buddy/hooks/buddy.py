@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
 from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyError, BuddyNotFoundError
-from airflow_provider_buddy.hooks._api_hook import ApiHookBase
+from airflow_provider_buddy.hooks._base import ApiHookBase, Steps, walk_pages
+from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
-from airflow_provider_buddy.hooks._http import HttpCore
-from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
+from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
 from airflow_provider_buddy.models.buddy import (
     ActionExecution,
+    ActionLogs,
     Execution,
     Pipeline,
     RunPipelineRequest,
@@ -22,6 +23,7 @@ from airflow_provider_buddy.models.buddy import (
     Workspace,
     variables_from,
 )
+from airflow_provider_buddy.utils.arguments import pipeline_ref
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
 
 DEFAULT_API_URL = "https://api.buddy.works"
 LOG_PAGE_LIMIT = 1000
+
+
+class FailureDetails(TypedDict):
+    """Why an execution failed: its failed action, that action's error message and its last log lines."""
+
+    failed_action: str | None
+    error_message: str | None
+    log_tail: list[str]
 
 
 def buddy_settings(conn: Connection) -> ClientSettings:
@@ -273,21 +283,7 @@ class BuddyHook(ApiHookBase):
 
         :param tail: only the last ``tail`` lines (two small requests instead of the whole log).
         """
-        api = self.api
-
-        def page(offset: int, limit: int) -> Any:
-            return self.call(api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit))
-
-        offset = 0
-        if tail is not None:
-            offset = max(0, page(0, 1).total_element_count - tail)
-        lines: list[str] = []
-        while True:
-            chunk = page(offset, LOG_PAGE_LIMIT)
-            lines.extend(chunk.logs)
-            offset += len(chunk.logs)
-            if not chunk.logs or offset >= chunk.total_element_count:
-                return lines[-tail:] if tail else lines
+        return self.run_steps(_log_steps(self.api, workspace, project_name, pipeline_id, execution_id, action_execution_id, tail))
 
     async def aget_action_execution_logs(
         self,
@@ -301,22 +297,26 @@ class BuddyHook(ApiHookBase):
     ) -> list[str]:
         """Async :meth:`get_action_execution_logs`."""
         api = await self._aapi()
+        return await self.arun_steps(_log_steps(api, workspace, project_name, pipeline_id, execution_id, action_execution_id, tail))
 
-        async def page(offset: int, limit: int) -> Any:
-            return await self.acall(
-                api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit)
-            )
+    def get_failure_details(
+        self, project_name: str, pipeline_id: int, execution: Execution, *, tail: int, workspace: str | None = None
+    ) -> FailureDetails:
+        """
+        Why a failed execution failed: its failed action's name, error message (read from the action execution when
+        the execution leaves it out) and last ``tail`` log lines.
 
-        offset = 0
-        if tail is not None:
-            offset = max(0, (await page(0, 1)).total_element_count - tail)
-        lines: list[str] = []
-        while True:
-            chunk = await page(offset, LOG_PAGE_LIMIT)
-            lines.extend(chunk.logs)
-            offset += len(chunk.logs)
-            if not chunk.logs or offset >= chunk.total_element_count:
-                return lines[-tail:] if tail else lines
+        :param execution: the failed execution as read.
+        :param tail: how many log lines (0: none).
+        """
+        return self.run_steps(_failure_steps(self.api, workspace, project_name, pipeline_id, execution, tail))
+
+    async def aget_failure_details(
+        self, project_name: str, pipeline_id: int, execution: Execution, *, tail: int, workspace: str | None = None
+    ) -> FailureDetails:
+        """Async :meth:`get_failure_details`."""
+        api = await self._aapi()
+        return await self.arun_steps(_failure_steps(api, workspace, project_name, pipeline_id, execution, tail))
 
     # ---- pipelines -----------------------------------------------------------------------------
     def get_pipeline(self, project_name: str, pipeline_id: int, *, workspace: str | None = None) -> Pipeline:
@@ -343,18 +343,11 @@ class BuddyHook(ApiHookBase):
 
         :param id_or_identifier_or_name: an int id, a digit string, an identifier or an exact name.
         """
-        pipeline_id = _as_pipeline_id(id_or_identifier_or_name)
-        if pipeline_id is not None:
-            return self.get_pipeline(project_name, pipeline_id, workspace=workspace)
-        return _match_pipeline(self.list_pipelines(project_name, workspace=workspace), str(id_or_identifier_or_name), project_name)
+        return self.run_steps(_find_steps(self.api, workspace, project_name, id_or_identifier_or_name))
 
     async def afind_pipeline(self, project_name: str, id_or_identifier_or_name: int | str, *, workspace: str | None = None) -> Pipeline:
         """Async :meth:`find_pipeline`."""
-        pipeline_id = _as_pipeline_id(id_or_identifier_or_name)
-        if pipeline_id is not None:
-            return await self.aget_pipeline(project_name, pipeline_id, workspace=workspace)
-        pipelines = await self.alist_pipelines(project_name, workspace=workspace)
-        return _match_pipeline(pipelines, str(id_or_identifier_or_name), project_name)
+        return await self.arun_steps(_find_steps(await self._aapi(), workspace, project_name, id_or_identifier_or_name))
 
     def clear_pipeline_cache(self, project_name: str, pipeline_id: int, *, workspace: str | None = None) -> Pipeline:
         """Clear every action cache of the pipeline."""
@@ -378,15 +371,53 @@ def _variables(variables: Mapping[str, Any] | Sequence[Any] | None) -> list[Vari
     return found or None
 
 
-def _as_pipeline_id(value: int | str) -> int | None:
-    if isinstance(value, bool):
-        raise BuddyConfigurationError(f"pipeline_id must be an int id or a pipeline identifier/name, got {value!r}")
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    if not text:
-        raise BuddyConfigurationError("pipeline_id must not be empty")
-    return int(text) if text.isdigit() else None
+def _log_steps(
+    api: BuddyApi, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str, tail: int | None
+) -> Steps[list[str]]:
+    def page(offset: int, limit: int) -> ApiCall[ActionLogs]:
+        return api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit)
+
+    offset = 0
+    if tail is not None:
+        first: ActionLogs = yield page(0, 1)
+        offset = max(0, first.total_element_count - tail)
+    lines: list[str] = []
+    while True:
+        chunk: ActionLogs = yield page(offset, LOG_PAGE_LIMIT)
+        lines.extend(chunk.logs)
+        offset += len(chunk.logs)
+        if not chunk.logs or offset >= chunk.total_element_count:
+            return lines[-tail:] if tail else lines
+
+
+def _failure_steps(
+    api: BuddyApi, workspace: str | None, project_name: str, pipeline_id: int, execution: Execution, tail: int
+) -> Steps[FailureDetails]:
+    failed = execution.failed_action
+    if failed is None or failed.action_execution_id is None:
+        return FailureDetails(failed_action=None, error_message=None, log_tail=[])
+    details = FailureDetails(failed_action=failed.name, error_message=failed.error_message, log_tail=[])
+    if failed.error_message is None:
+        full: ActionExecution = yield api.get_action_execution(
+            workspace, project_name, pipeline_id, execution.id, failed.action_execution_id
+        )
+        details["error_message"] = full.error_message
+    if tail > 0:
+        steps = _log_steps(api, workspace, project_name, pipeline_id, execution.id, failed.action_execution_id, tail)
+        details["log_tail"] = yield from steps
+    return details
+
+
+def _find_steps(api: BuddyApi, workspace: str | None, project_name: str, wanted: int | str) -> Steps[Pipeline]:
+    try:
+        ref = pipeline_ref(wanted)
+    except ValueError as exc:
+        raise BuddyConfigurationError(str(exc)) from None
+    if isinstance(ref, int):
+        pipeline: Pipeline = yield api.get_pipeline(workspace, project_name, ref)
+        return pipeline
+    pipelines: list[Pipeline] = yield from walk_pages(lambda page: api.list_pipelines_page(workspace, project_name, page, 50), None)
+    return _match_pipeline(pipelines, ref, project_name)
 
 
 def _match_pipeline(pipelines: list[Pipeline], wanted: str, project_name: str) -> Pipeline:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from airflow_provider_buddy.exceptions import GoRulesConfigurationError, GoRulesError
-from airflow_provider_buddy.hooks import gorules_api as api
-from airflow_provider_buddy.hooks._api_hook import ApiHookBase
+from airflow_provider_buddy.hooks import _gorules_api as api
+from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
 from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.models.gorules import DeployResult, Release, Run

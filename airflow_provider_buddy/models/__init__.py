@@ -1,7 +1,10 @@
-"""Typed models of the APIs this provider talks to.
+"""Typed models of the APIs this provider talks to: :mod:`.buddy`, :mod:`.gorules`, and the status vocabulary
+both are read in (:mod:`.status`, :mod:`.buddy_status`).
 
-Names are loaded on first use (PEP 562), so importing one submodule — as every DAG file does through
-the operators — does not build every pydantic model of both services.
+``from airflow_provider_buddy.models import Execution`` works for every name a model module lists in its
+``__all__``; the module is loaded on first use (PEP 562), so importing one submodule — as every DAG file does
+through the operators — does not build every pydantic model of both services. A new model is added to its
+module (and that module's ``__all__``) only.
 """
 
 from __future__ import annotations
@@ -9,81 +12,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_WHERE = {
-    **dict.fromkeys(
-        (
-            "Action",
-            "ActionExecution",
-            "ActionLogs",
-            "Execution",
-            "Member",
-            "Pipeline",
-            "RunPipelineRequest",
-            "Variable",
-            "Workspace",
-            "variables_from",
-        ),
-        "buddy",
-    ),
-    **dict.fromkeys(("ExecutionStatus", "StatusGroup", "WaitKind", "status_group", "wait_kind"), "buddy_status"),
-    **dict.fromkeys(("DeployResult", "EnvironmentRef", "Job", "Release", "ReleaseRef", "Run", "UserRef", "run_status_group"), "gorules"),
-}
-
-__all__ = [
-    "Action",
-    "ActionExecution",
-    "ActionLogs",
-    "DeployResult",
-    "EnvironmentRef",
-    "Execution",
-    "ExecutionStatus",
-    "Job",
-    "Member",
-    "Pipeline",
-    "Release",
-    "ReleaseRef",
-    "Run",
-    "RunPipelineRequest",
-    "StatusGroup",
-    "UserRef",
-    "Variable",
-    "WaitKind",
-    "Workspace",
-    "run_status_group",
-    "status_group",
-    "variables_from",
-    "wait_kind",
-]
+_MODULES = ("status", "buddy_status", "buddy", "gorules")
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    for module_name in _MODULES:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        if name in getattr(module, "__all__", ()):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if TYPE_CHECKING:
-    from airflow_provider_buddy.models.buddy import (
-        Action,
-        ActionExecution,
-        ActionLogs,
-        Execution,
-        Member,
-        Pipeline,
-        RunPipelineRequest,
-        Variable,
-        Workspace,
-        variables_from,
-    )
-    from airflow_provider_buddy.models.buddy_status import ExecutionStatus, StatusGroup, WaitKind, status_group, wait_kind
-    from airflow_provider_buddy.models.gorules import (
-        DeployResult,
-        EnvironmentRef,
-        Job,
-        Release,
-        ReleaseRef,
-        Run,
-        UserRef,
-        run_status_group,
-    )
+    from airflow_provider_buddy.models.buddy import *  # noqa: F403
+    from airflow_provider_buddy.models.buddy_status import *  # noqa: F403
+    from airflow_provider_buddy.models.gorules import *  # noqa: F403
+    from airflow_provider_buddy.models.status import *  # noqa: F403

@@ -19,7 +19,26 @@ from pydantic import (
     model_validator,
 )
 
-from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind, status_group, wait_kind
+from airflow_provider_buddy.models.buddy_status import status_group, wait_kind
+from airflow_provider_buddy.models.status import StatusGroup, WaitKind
+
+__all__ = [
+    "Action",
+    "ActionExecution",
+    "ActionLogs",
+    "Execution",
+    "Member",
+    "NamedRef",
+    "Pipeline",
+    "PipelineRef",
+    "Priority",
+    "Revision",
+    "RunPipelineRequest",
+    "SECRET_MASK",
+    "Variable",
+    "Workspace",
+    "variables_from",
+]
 
 SECRET_MASK = "***"
 

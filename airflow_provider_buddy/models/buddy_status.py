@@ -1,4 +1,4 @@
-"""Buddy execution statuses and the groups this provider reads them in.
+"""Buddy execution statuses and the groups this provider reads them in (:mod:`.status`).
 
 The API documents the status names but not their meaning; the reading used here is the project's
 (see the README). Statuses the API adds later are kept as plain strings and read as "still going".
@@ -7,6 +7,14 @@ The API documents the status names but not their meaning; the reading used here 
 from __future__ import annotations
 
 from enum import Enum
+
+from airflow_provider_buddy.models.status import StatusGroup, WaitKind
+
+__all__ = [
+    "ExecutionStatus",
+    "status_group",
+    "wait_kind",
+]
 
 
 class ExecutionStatus(str, Enum):
@@ -25,31 +33,6 @@ class ExecutionStatus(str, Enum):
     WAITING_FOR_VARIABLES = "WAITING_FOR_VARIABLES"
     WAITING_FOR_SETTABLE_VARIABLES = "WAITING_FOR_SETTABLE_VARIABLES"
     WAITING_FOR_VT_SESSION = "WAITING_FOR_VT_SESSION"
-
-
-class StatusGroup(str, Enum):
-    """What a status means for someone waiting on the execution."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-    RUNNING = "running"
-    WAITING_FOR_PERSON = "waiting_for_person"
-    UNKNOWN = "unknown"
-
-    @property
-    def finished(self) -> bool:
-        """True when the execution will not change any more by itself."""
-        return self in (StatusGroup.SUCCESS, StatusGroup.FAILURE, StatusGroup.CANCELLED, StatusGroup.SKIPPED)
-
-
-class WaitKind(str, Enum):
-    """What a person is asked for when an execution stops."""
-
-    APPROVAL = "approval"
-    VARIABLES = "variables"
-    VISUAL_TEST = "visual_test"
 
 
 _GROUPS: dict[str, StatusGroup] = {

@@ -16,10 +16,19 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from airflow_provider_buddy.models.buddy_status import StatusGroup
+from airflow_provider_buddy.models.status import StatusGroup
 
-RUN_STATUSES = ("in_progress", "completed", "cancelled", "waiting", "failure")
-"""Every run status the API documents."""
+__all__ = [
+    "DeployResult",
+    "EnvironmentRef",
+    "Job",
+    "Paginate",
+    "Release",
+    "ReleaseRef",
+    "Run",
+    "UserRef",
+    "run_status_group",
+]
 
 _RUN_GROUPS: dict[str, StatusGroup] = {
     "completed": StatusGroup.SUCCESS,

@@ -16,10 +16,10 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from airflow_provider_buddy.exceptions import BuddyApiError, BuddyError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
-from airflow_provider_buddy.models.buddy_status import WaitKind
-from airflow_provider_buddy.params import BUDDY_DEFAULT_CONN_ID, check_positive_int, positive_int
-from airflow_provider_buddy.target import BuddyTargetMixin
-from airflow_provider_buddy.waiting import describe_execution
+from airflow_provider_buddy.models.status import WaitKind
+from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, check_positive_int, positive_int
+from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
+from airflow_provider_buddy.utils.buddy_waiting import describe_execution
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

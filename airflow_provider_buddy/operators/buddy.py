@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from pydantic import ValidationError
 
-from airflow_provider_buddy.backoff import cancel_if_going_sync
 from airflow_provider_buddy.exceptions import (
     BuddyApiError,
     BuddyConnectionError,
@@ -24,17 +23,9 @@ from airflow_provider_buddy.exceptions import (
     BuddyServerError,
 )
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
-from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
+from airflow_provider_buddy.models.status import StatusGroup, WaitKind
 from airflow_provider_buddy.models.validation import describe_validation_error
-from airflow_provider_buddy.operators.reattach import (
-    SEARCH_DEPTH,
-    first_try_of_generation,
-    marked_comment,
-    marked_try,
-    task_marker,
-    try_number_of,
-)
-from airflow_provider_buddy.params import (
+from airflow_provider_buddy.utils.arguments import (
     BUDDY_DEFAULT_CONN_ID,
     check_bool,
     check_positive_int,
@@ -43,25 +34,30 @@ from airflow_provider_buddy.params import (
     positive_int,
     positive_seconds,
 )
-from airflow_provider_buddy.target import BuddyTargetMixin
-from airflow_provider_buddy.task_waiting import (
-    BuddyWaitingMixin,
-    approval_variables_of,
-    mask_variables,
-    resumed_pipeline_id,
-    summary_from_event,
+from airflow_provider_buddy.utils.backoff import LOOKUP_ATTEMPTS
+from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
+from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id
+from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, mask_variables
+from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL, describe_execution, execution_summary
+from airflow_provider_buddy.utils.cancelling import cancel_if_going_sync, cancel_unless_ended
+from airflow_provider_buddy.utils.reattach import (
+    SEARCH_DEPTH,
+    first_try_of_generation,
+    marked_comment,
+    marked_try,
+    task_marker,
+    try_number_of,
 )
-from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy, describe_execution
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy, deadline_before_timeout
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_buddy.models.buddy import Execution, RunPipelineRequest, Variable
+    from airflow_provider_buddy.utils.buddy_waiting import BuddyWaitEvent
 
 _PRIORITIES = ("LOW", "NORMAL", "HIGH")
-_TIMEOUT_MARGIN = 5.0
-_CANCEL_ATTEMPTS = 3
 
 
 class BuddyBaseOperator(BuddyTargetMixin, BaseOperator):
@@ -143,42 +139,24 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         ti.xcom_push(key=EXECUTION_ID_KEY, value=execution.id)
         BuddyExecutionLink.persist(context, execution.html_url)
 
-    def _deadline(self, context: Context) -> float | None:
-        """When the task's ``execution_timeout`` runs out (epoch seconds), a little early so we cancel first."""
-        if self.execution_timeout is None:
-            return None
-        ti = context["ti"]
-        started = getattr(ti, "start_date", None)
-        begin = started.timestamp() if isinstance(started, datetime) else time.time()
-        seconds = self.execution_timeout.total_seconds()
-        return begin + seconds - min(_TIMEOUT_MARGIN, seconds * 0.05)
-
     def _wait(self, context: Context, pipeline_id: int, execution: Execution) -> Any:
-        """Wait in the chosen mode; returns the summary."""
+        """Wait in the chosen mode; returns the summary. Transient trouble never fails the task: the run is started,
+        and a retry would start another."""
         if self.deferrable:
-            try:
-                payload = self.poll_once(pipeline_id, execution.id, set())
-            except BuddyError as exc:
-                if not exc.transient:
-                    raise
-                self.log.warning("Could not look at %s yet (%s); the triggerer will", describe_execution(execution), exc)
-                payload = None  # the run is started: a transient failure must not fail the task (a retry would start another)
-            if payload is not None:
-                return self.finish_wait(context, payload, pipeline_id=pipeline_id)
-            self.defer_wait(
+            return self.first_look_or_defer(
                 pipeline_id,
                 execution.id,
                 self.poll_interval,
-                end_time=self._deadline(context),
+                end_time=deadline_before_timeout(self.execution_timeout, context),
                 cancel_on_timeout=self.cancel_on_kill,
             )
-        return self.wait_sync(context, pipeline_id, execution.id, self.poll_interval)
+        return self.wait_sync(pipeline_id, execution.id, self.poll_interval)
 
-    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
+    def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires; returns the execution id (the summary goes to XCom ``summary``)."""
         self._execution_id = event.get("execution_id")
         pipeline_id = resumed_pipeline_id(event, self.resolve_pipeline_id)
-        summary = self.finish_wait(context, event, pipeline_id=pipeline_id, poll_interval=self.poll_interval)
+        summary = self.resume_wait(event, pipeline_id, self.poll_interval)
         context["ti"].xcom_push(key="summary", value=summary)
         return event.get("execution_id")
 
@@ -196,7 +174,6 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
             lambda: self.hook.get_execution(self.project_name, self.resolve_pipeline_id(), execution_id, workspace=self.workspace),
             lambda: self.hook.cancel_execution(self.project_name, self.resolve_pipeline_id(), execution_id, workspace=self.workspace),
             describe_execution,
-            attempts=_CANCEL_ATTEMPTS,
             pause=min(self.poll_interval, 1.0),
         )
 
@@ -450,11 +427,11 @@ class BuddyRunPipelineOperator(_WaitingOperator):
     def _search_after_lost_answer(self, pipeline_id: int, marker: str, try_number: int, known: set[int]) -> Execution | None:
         """The search after a lost run answer must not fail on transient trouble: this try would then fail with a run
         going (or done) that a retry, seeing it ended, would start again. It tries a few times."""
-        for attempt in range(_CANCEL_ATTEMPTS):
+        for attempt in range(LOOKUP_ATTEMPTS):
             try:
                 return self.find_marked_run(pipeline_id, marker, try_number=try_number, exclude=known)
             except BuddyError as exc:
-                if not exc.transient or attempt + 1 == _CANCEL_ATTEMPTS:
+                if not exc.transient or attempt + 1 == LOOKUP_ATTEMPTS:
                     raise
                 self.log.warning("Looking for the run failed (%s); trying again", exc)
                 time.sleep(min(self.poll_interval, 1.0))
@@ -534,21 +511,16 @@ class BuddyCancelExecutionOperator(BuddyBaseOperator):
         """Cancel unless already ended; returns the execution's summary."""
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
-        current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-        if not current.is_finished:
-            try:
-                current = self.hook.cancel_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-                self.log.info("Cancelled %s (%s)", describe_execution(current), current.status)
-                return _summary(current)
-            except BuddyApiError:
-                current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
-                if not current.is_finished:
-                    raise
-        message = f"{describe_execution(current)} had already ended ({current.status}); nothing to cancel"
-        if self.fail_if_finished:
-            raise BuddyApiError(message + " (fail_if_finished=True)")
-        self.log.info("%s", message)
-        return _summary(current)
+        ref = (self.project_name, pipeline_id, execution_id)
+        execution = cancel_unless_ended(
+            self.log,
+            lambda: self.hook.get_execution(*ref, workspace=self.workspace),
+            lambda: self.hook.cancel_execution(*ref, workspace=self.workspace),
+            describe_execution,
+            refused=BuddyApiError,
+            fail_if_finished=self.fail_if_finished,
+        )
+        return execution_summary(execution)
 
 
 class BuddyApproveExecutionOperator(BuddyBaseOperator):
@@ -598,7 +570,7 @@ class BuddyApproveExecutionOperator(BuddyBaseOperator):
             waiting.name if waiting is not None else None,
             f"APPLY_VARIABLES {shown}" if shown else "APPLY",
         )
-        return _summary(execution)
+        return execution_summary(execution)
 
 
 class BuddyClearPipelineCacheOperator(BuddyBaseOperator):
@@ -612,14 +584,3 @@ class BuddyClearPipelineCacheOperator(BuddyBaseOperator):
         pipeline = self.hook.clear_pipeline_cache(self.project_name, pipeline_id, workspace=self.workspace)
         self.log.info("Cleared the cache of pipeline %s (%s)", pipeline.id, pipeline.name)
         return {"pipeline_id": pipeline.id, "name": pipeline.name}
-
-
-def _summary(execution: Execution) -> dict[str, Any]:
-    return summary_from_event(
-        {
-            "execution_id": execution.id,
-            "execution_status": execution.status,
-            "html_url": execution.html_url,
-            "outputted_variables": execution.outputted_variables(),
-        }
-    )

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, cancel_if_going_sync, look_or_wait_out
 from airflow_provider_buddy.exceptions import (
     GoRulesApiError,
     GoRulesConnectionError,
@@ -24,21 +23,22 @@ from airflow_provider_buddy.exceptions import (
     GoRulesResponseError,
     GoRulesServerError,
 )
-from airflow_provider_buddy.gorules_task_waiting import RUN_ID_KEY, RUN_URL_KEY, GoRulesWaitingMixin, deadline_before_timeout
-from airflow_provider_buddy.gorules_waiting import describe_run, gorules_policy, run_event_payload, run_summary
+from airflow_provider_buddy.hooks._gorules_api import require_comment, run_url
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
-from airflow_provider_buddy.hooks.gorules_api import run_url
 from airflow_provider_buddy.models.gorules import Run
-from airflow_provider_buddy.operators.gorules_reattach import earlier_try_run, looks_oldest_first, new_run, reaches_back
-from airflow_provider_buddy.operators.reattach import SEARCH_DEPTH, marked_comment, task_marker
-from airflow_provider_buddy.params import default_deferrable, is_template, non_empty, positive_seconds
-from airflow_provider_buddy.waiting import Decision, EventStatus, Step
+from airflow_provider_buddy.utils.arguments import default_deferrable, is_template, non_empty, positive_seconds
+from airflow_provider_buddy.utils.backoff import LOOKUP_ATTEMPTS
+from airflow_provider_buddy.utils.cancelling import cancel_if_going_sync, cancel_unless_ended
+from airflow_provider_buddy.utils.gorules_reattach import earlier_try_run, looks_oldest_first, new_run, reaches_back
+from airflow_provider_buddy.utils.gorules_task_waiting import RUN_ID_KEY, RUN_URL_KEY, GoRulesWaitingMixin
+from airflow_provider_buddy.utils.gorules_waiting import describe_run, gorules_policy, run_summary_now
+from airflow_provider_buddy.utils.reattach import SEARCH_DEPTH, marked_comment, task_marker
+from airflow_provider_buddy.utils.waiting import deadline_before_timeout
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-LOOKUP_ATTEMPTS = 5
-"""How many times the runs are listed to find the run a deploy created (it may show up a moment later)."""
+    from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
 
 def _check_text(value: Any, parameter: str) -> None:
@@ -46,17 +46,8 @@ def _check_text(value: Any, parameter: str) -> None:
         non_empty(value, parameter)
 
 
-def _required_comment(value: Any, parameter: str = "comment") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(
-            f"{parameter} is required: the GoRules API refuses to cancel a run without a reason (at least one character), got {value!r}"
-        )
-    return value.strip()
-
-
-def _summary_of(run: Run, url: str) -> dict[str, Any]:
-    decision = Decision(Step.FINISH, EventStatus.SUCCESS, "")
-    return run_summary(run_event_payload(run, decision, run_url=url))
+def _required_comment(value: Any) -> str:
+    return require_comment(value, error=ValueError)
 
 
 class GoRulesBaseOperator(BaseOperator):
@@ -252,11 +243,7 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
     # ---- wait --------------------------------------------------------------------------------------
     def _wait(self, context: Context, project_id: str, run: Run) -> Any:
         if self.deferrable:
-            # transient trouble: the triggerer looks again
-            payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run.id), 0, describe_run(run))
-            if payload is not None:
-                return self.finish_wait(context, payload)
-            self.defer_wait(
+            return self.first_look_or_defer(
                 project_id,
                 run.id,
                 self.poll_interval,
@@ -264,12 +251,12 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
                 cancel_on_timeout=self.cancel_on_kill,
                 cancel_comment=self._cancel_comment,
             )
-        return self.wait_sync(context, project_id, run.id, self.poll_interval)
+        return self.wait_sync(project_id, run.id, self.poll_interval)
 
-    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
+    def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires; returns the run id (the summary goes to XCom ``summary``)."""
         self._run_id = event.get("run_id")
-        summary = self.finish_wait(context, event)
+        summary = self.finish_wait(event)
         context["ti"].xcom_push(key="summary", value=summary)
         return event.get("run_id")
 
@@ -289,7 +276,6 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
             lambda: self.hook.get_run(project_id, run_id),
             lambda: self.hook.cancel_run(project_id, run_id, comment),
             describe_run,
-            attempts=CANCEL_ATTEMPTS,
             pause=min(self.poll_interval, 1.0),
         )
 
@@ -321,18 +307,13 @@ class GoRulesCancelRunOperator(GoRulesBaseOperator):
         run_id = non_empty(self.run_id, "run_id")
         comment = _required_comment(self.comment)
         url = run_url(self.hook.settings.base_url, project_id, run_id)
-        current = self.hook.get_run(project_id, run_id)
-        if not current.is_finished:
-            try:
-                current = self.hook.cancel_run(project_id, run_id, comment)
-                self.log.info("Cancelled %s (%s): %s", describe_run(current), current.status, comment)
-                return _summary_of(current, url)
-            except GoRulesApiError:
-                current = self.hook.get_run(project_id, run_id)
-                if not current.is_finished:
-                    raise
-        message = f"{describe_run(current)} had already ended ({current.status}); nothing to cancel"
-        if self.fail_if_finished:
-            raise GoRulesApiError(message + " (fail_if_finished=True)")
-        self.log.info("%s", message)
-        return _summary_of(current, url)
+        run = cancel_unless_ended(
+            self.log,
+            lambda: self.hook.get_run(project_id, run_id),
+            lambda: self.hook.cancel_run(project_id, run_id, comment),
+            describe_run,
+            refused=GoRulesApiError,
+            fail_if_finished=self.fail_if_finished,
+            note=f": {comment}",
+        )
+        return run_summary_now(run, url)

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from airflow_provider_buddy.backoff import look_or_wait_out
 from airflow_provider_buddy.links import BuddyExecutionLink
-from airflow_provider_buddy.params import (
+from airflow_provider_buddy.utils.arguments import (
     BUDDY_DEFAULT_CONN_ID,
     check_bool,
     check_positive_int,
@@ -19,13 +18,18 @@ from airflow_provider_buddy.params import (
     is_template,
     positive_int,
 )
-from airflow_provider_buddy.target import BuddyTargetMixin
-from airflow_provider_buddy.task_waiting import BuddyWaitingMixin, approval_variables_of, mask_variables, resumed_pipeline_id
-from airflow_provider_buddy.waiting import DEFAULT_LOG_TAIL, ApprovalPolicy
+from airflow_provider_buddy.utils.backoff import look_or_wait_out
+from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
+from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id
+from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, mask_variables
+from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
+
+    from airflow_provider_buddy.utils.buddy_waiting import BuddyWaitEvent
 
 
 class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperator):
@@ -112,7 +116,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         if payload is None:
             return False  # still going, or Buddy not answering well: the run goes on, so does the wait
         BuddyExecutionLink.persist(context, payload.get("html_url"))
-        return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload, pipeline_id=pipeline_id))
+        return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(payload))
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
@@ -127,12 +131,12 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         )
         if payload is not None:
             BuddyExecutionLink.persist(context, payload.get("html_url"))
-            return self.finish_wait(context, payload, pipeline_id=pipeline_id)
+            return self.finish_wait(payload)
         BuddyExecutionLink.persist(context, self.last_seen.html_url if self.last_seen is not None else None)
         end_time = time.time() + float(self.timeout) if self.timeout else None
         self.defer_wait(pipeline_id, execution_id, float(self.poke_interval), end_time=end_time, approved=sorted(self._approved))
 
-    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
+    def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode."""
         pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
-        return self.finish_wait(context, event, pipeline_id=pipeline_id, poll_interval=float(self.poke_interval))
+        return self.resume_wait(event, pipeline_id, float(self.poke_interval))

@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from airflow_provider_buddy.backoff import look_or_wait_out
-from airflow_provider_buddy.gorules_task_waiting import GoRulesWaitingMixin
-from airflow_provider_buddy.gorules_waiting import gorules_policy
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
-from airflow_provider_buddy.params import default_deferrable, is_template, non_empty
+from airflow_provider_buddy.utils.arguments import default_deferrable, is_template, non_empty
+from airflow_provider_buddy.utils.backoff import look_or_wait_out
+from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin
+from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
 
 class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
@@ -81,20 +83,16 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         )
         if payload is None:
             return False  # still going, or the BRMS not answering well: the run goes on, so does the wait
-        return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload))
+        return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(payload))
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
         if not self.deferrable:
             return super().execute(context)
         project_id, run_id = self._ids()
-        # transient trouble on this first look: the triggerer looks again
-        payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), 0, f"GoRules run {run_id}")
-        if payload is not None:
-            return self.finish_wait(context, payload)
         end_time = time.time() + float(self.timeout) if self.timeout else None
-        self.defer_wait(project_id, run_id, float(self.poke_interval), end_time=end_time)
+        return self.first_look_or_defer(project_id, run_id, float(self.poke_interval), end_time=end_time)
 
-    def execute_complete(self, context: Context, event: dict[str, Any], **_: Any) -> Any:
+    def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode."""
-        return self.finish_wait(context, event)
+        return self.finish_wait(event)

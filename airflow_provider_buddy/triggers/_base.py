@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Hashable
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, backoff_delay
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
+from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.triggers._poller import SharedPoller
+from airflow_provider_buddy.utils.backoff import CANCEL_ATTEMPTS, backoff_delay
+from airflow_provider_buddy.utils.waiting import WaitEvent
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,11 @@ class Poll:
     :param next_in: seconds until the next look, or None for the regular interval.
     """
 
-    payload: dict[str, Any] | None = None
+    payload: WaitEvent | None = None
     next_in: float | None = None
 
     @classmethod
-    def done(cls, payload: dict[str, Any]) -> Poll:
+    def done(cls, payload: WaitEvent) -> Poll:
         """The wait ends with ``payload``."""
         return cls(payload=payload)
 
@@ -50,7 +55,8 @@ class PollingTrigger(BaseTrigger):
     """
     Polls one remote object until the wait ends, then fires exactly one event.
 
-    Subclasses set the attributes below in ``__init__`` and implement :meth:`poll`,
+    Subclasses set :attr:`service`, :attr:`noun` and :attr:`hook_class` on the class, the attributes below in
+    ``__init__``, and implement :meth:`poll`,
     :meth:`error_payload`, :meth:`timeout_payload`, :meth:`read_current`, :meth:`send_cancel`, :meth:`describe` and
     :meth:`resume_fields` (and :meth:`ended_note` when a found-ended object needs saying more).
 
@@ -60,54 +66,74 @@ class PollingTrigger(BaseTrigger):
     :param cancel_on_timeout: cancel the object when ``end_time`` passes.
     """
 
-    service: str = "the service"
+    service: ClassVar[str]
     """Who answers, in log lines ("Buddy", "GoRules")."""
-    noun: str = "object"
+    noun: ClassVar[str]
     """What is waited on, in messages ("execution", "run")."""
+    hook_class: ClassVar[type[ApiHookBase]]
+    """The service's hook (its async methods read and cancel the watched object)."""
 
+    conn_id: str
     poll_interval: float
     end_time: float | None
     cancel_on_kill: bool
     cancel_on_timeout: bool
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A service trigger must say who answers, what it waits on and with which hook: forgetting one is an error
+        when the class is defined, not a vague message at run time."""
+        super().__init_subclass__(**kwargs)
+        expected = {"service": str, "noun": str, "hook_class": type}
+        missing = [name for name, kind in expected.items() if not isinstance(getattr(cls, name, None), kind)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must set the class attribute(s) {', '.join(missing)} (see PollingTrigger)")
+
     # ---- what a service defines -------------------------------------------------------------------
     @property
+    @abstractmethod
     def subject(self) -> str:
         """The watched object, for people: "Buddy execution 42"."""
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def read_key(self) -> Hashable:
         """The shared-read key of the watched object (forgotten when the wait ends)."""
-        raise NotImplementedError
+        ...
 
     def describe_wait(self) -> str:
         """The line logged when the wait starts."""
         return f"Waiting in the triggerer on {self.subject} (poll every {self.poll_interval:.0f}s)"
 
+    @abstractmethod
     async def poll(self, poller: SharedPoller) -> Poll:
         """Look once (acting when the policy says so); raise :class:`ProviderApiError` on trouble reading."""
-        raise NotImplementedError
+        ...
 
-    def error_payload(self, message: str, kind: ErrorKind | None) -> dict[str, Any]:
+    @abstractmethod
+    def error_payload(self, message: str, kind: ErrorKind | None) -> WaitEvent:
         """The payload of an ``error`` event."""
-        raise NotImplementedError
+        ...
 
-    def timeout_payload(self, current: Any, message: str) -> dict[str, Any]:
+    @abstractmethod
+    def timeout_payload(self, current: Any, message: str) -> WaitEvent:
         """The payload of a ``timeout`` event; ``current`` is the object's last state, when known."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def read_current(self, poller: SharedPoller) -> Any:
         """The object as it is now (a fresh read, not a shared one); it has ``is_finished`` and ``status``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def send_cancel(self, poller: SharedPoller) -> Any:
         """Cancel the object; returns it as the answer shows it."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def describe(self, current: Any) -> str:
         """The object, for people, from a read of it."""
-        raise NotImplementedError
+        ...
 
     def ended_note(self, current: Any, cancel_sent: bool) -> str:
         """What happened when the object is found ended (``cancel_sent``: a cancel whose answer was lost went before)."""
@@ -142,6 +168,17 @@ class PollingTrigger(BaseTrigger):
         finally:
             poller.forget(self.read_key)
 
+    # ---- reading through the triggerer's shared poller ---------------------------------------------
+    async def shared_hook(self, poller: SharedPoller) -> Any:
+        """The service's hook for :attr:`conn_id`, on the poller's pooled client."""
+        return await poller.shared_hook(self.hook_class, self.conn_id)
+
+    async def read_watched(self, poller: SharedPoller, fetch: Callable[[Any], Awaitable[R]]) -> R:
+        """``fetch(hook)``, read at most once per interval for every trigger waiting on the same object."""
+        since = asyncio.get_running_loop().time()
+        hook = await self.shared_hook(poller)
+        return await poller.read(self.read_key, lambda: fetch(hook), max_age=self.poll_interval * 0.9, since=since)
+
     def resume_fields(self) -> dict[str, Any]:
         """What the resumed task needs besides the outcome (added to every event unless already set)."""
         return {"end_time": self.end_time}
@@ -159,11 +196,10 @@ class PollingTrigger(BaseTrigger):
                 payload = self.error_payload(f"unexpected {type(exc).__name__} while waiting: {exc}", None)
             finally:
                 poller.forget(self.read_key)
-        for key, value in self.resume_fields().items():
-            payload.setdefault(key, value)
-        yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
+        event: dict[str, Any] = {**self.resume_fields(), **payload}
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
-    async def _wait(self, poller: SharedPoller) -> dict[str, Any]:
+    async def _wait(self, poller: SharedPoller) -> WaitEvent:
         loop = asyncio.get_running_loop()
         next_poll = loop.time()
         streak = 0
@@ -198,7 +234,7 @@ class PollingTrigger(BaseTrigger):
             delay = min(delay, max(0.0, self.end_time - time.time()))
         return delay
 
-    async def _timed_out(self, poller: SharedPoller) -> dict[str, Any]:
+    async def _timed_out(self, poller: SharedPoller) -> WaitEvent:
         message = f"Gave up waiting on {self.subject}: the deadline passed"
         current: Any = None
         if self.cancel_on_timeout:

@@ -15,7 +15,7 @@
   a quarter of the CPU per request (see ``benchmarks/README.md``). Requests that need a proxy (from the
   environment) use httpx's own transport; so does everything when ``BUDDY_HTTP_TRANSPORT=httpx``.
 
-Service-neutral: callers give a key and a coroutine factory; the Buddy and GoRules triggers use it.
+Service-neutral: callers give a hook class, a key and a coroutine factory; the Buddy and GoRules triggers use it.
 """
 
 from __future__ import annotations
@@ -33,11 +33,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings
 from airflow_provider_buddy.hooks._http import HttpCore
-from airflow_provider_buddy.hooks.buddy import BuddyHook, buddy_settings
-from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS
-from airflow_provider_buddy.models.buddy import Execution
 from airflow_provider_buddy.triggers._transport import Http11Transport, LeanClient, lean_transport_allowed
 
 MAX_IN_FLIGHT = 10
@@ -49,6 +47,7 @@ MAX_PACING_SHARE = 0.5
 
 T = TypeVar("T")
 H = TypeVar("H")
+A = TypeVar("A", bound=ApiHookBase)
 
 
 def max_in_flight() -> int:
@@ -201,6 +200,18 @@ class SharedPoller:
         finally:
             del self._building[key]
 
+    async def shared_hook(self, hook_class: type[A], conn_id: str) -> A:
+        """A ``hook_class`` hook for ``conn_id`` sending through this poller's pooled client, its connection read
+        asynchronously; cached as :meth:`hook` caches."""
+
+        async def build() -> A:
+            hook = hook_class(conn_id, retry_log_level=logging.DEBUG)
+            settings = await hook.asettings()
+            hook.share_async_client(self.client(settings, hook.core(settings)))
+            return hook
+
+        return await self.hook((hook_class.__name__, conn_id), build)
+
     async def read(self, key: Hashable, fetch: Callable[[], Awaitable[T]], *, max_age: float, since: float | None = None) -> T:
         """
         ``fetch()``'s result, shared by every caller asking for ``key`` within ``max_age`` seconds.
@@ -258,33 +269,3 @@ class SharedPoller:
         """Counters for benchmarks and tests."""
         opened = sum(t.connections_opened for t in self._transports)
         return {"requests_sent": self.requests_sent, "clients": len(self._clients), "users": self._users, "connections_opened": opened}
-
-
-async def buddy_hook(poller: SharedPoller, conn_id: str) -> BuddyHook:
-    """A Buddy hook for ``conn_id`` on the poller's shared client; the connection is read asynchronously."""
-
-    async def build() -> BuddyHook:
-        settings = buddy_settings(await BuddyHook.aget_connection(conn_id))
-        core = HttpCore(settings, BUDDY_ERRORS, extra_headers=MEDIA_TYPE_HEADERS)
-        return BuddyHook(conn_id, settings=settings, async_client=poller.client(settings, core), retry_log_level=logging.DEBUG)
-
-    return await poller.hook(("buddy", conn_id), build)
-
-
-def execution_key(conn_id: str, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int) -> Hashable:
-    """The shared-read key of one Buddy execution."""
-    return ("buddy", conn_id, workspace, project_name, pipeline_id, execution_id)
-
-
-async def read_execution(
-    poller: SharedPoller, conn_id: str, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, *, max_age: float
-) -> Execution:
-    """One Buddy execution, read at most once per ``max_age`` for all triggers waiting on it."""
-    since = asyncio.get_running_loop().time()
-    hook = await buddy_hook(poller, conn_id)
-
-    async def fetch() -> Execution:
-        return await hook.aget_execution(project_name, pipeline_id, execution_id, workspace=workspace)
-
-    key = execution_key(conn_id, workspace, project_name, pipeline_id, execution_id)
-    return await poller.read(key, fetch, max_age=max_age, since=since)

@@ -9,24 +9,22 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_buddy.backoff import CANCEL_ATTEMPTS, MAX_BACKOFF
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
+from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.models.buddy import Execution, variables_from
-from airflow_provider_buddy.models.buddy_status import StatusGroup, WaitKind
+from airflow_provider_buddy.models.status import StatusGroup
 from airflow_provider_buddy.triggers._base import Poll, PollingTrigger
-from airflow_provider_buddy.triggers._poller import SharedPoller, buddy_hook, execution_key, read_execution
-from airflow_provider_buddy.waiting import (
+from airflow_provider_buddy.triggers._poller import SharedPoller
+from airflow_provider_buddy.utils.buddy_waiting import (
     DEFAULT_LOG_TAIL,
-    ApprovalPolicy,
-    Decision,
-    EventStatus,
-    Step,
+    BuddyWaitEvent,
+    GateApproval,
     decide,
     describe_execution,
     event_payload,
+    with_failure_details,
 )
-
-__all__ = ["CANCEL_ATTEMPTS", "MAX_BACKOFF", "BuddyExecutionTrigger"]
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EventStatus, Step
 
 
 class BuddyExecutionTrigger(PollingTrigger):
@@ -35,10 +33,9 @@ class BuddyExecutionTrigger(PollingTrigger):
     exactly one event. Transient trouble (network, 429, 5xx) never ends the wait; 401/403/404 end it
     with an ``error`` event that says what to fix.
 
-    Event payload: ``status`` (success, waiting_for_approval, failed, cancelled, skipped, timeout,
-    error), ``execution_id``, ``execution_status``, ``html_url``, ``message``, ``waits_for``,
-    ``waiting_action_execution_id``, ``waiting_action_name``, ``outputted_variables``, and on failure
-    ``failed_action``, ``error_message``, ``log_tail``.
+    Event payload: a :class:`~airflow_provider_buddy.utils.buddy_waiting.BuddyWaitEvent` (``status``:
+    success, waiting_for_approval, failed, cancelled, skipped, timeout or error; the execution, its link,
+    the gate, outputted variables, and on failure the failed action, its error and log tail).
 
     :param buddy_conn_id: the Airflow connection id (never a token).
     :param project_name: the project's name id.
@@ -56,6 +53,10 @@ class BuddyExecutionTrigger(PollingTrigger):
     :param log_tail: how many log lines of a failed action to fetch for the failure message.
     :param approved_action_ids: gates already approved by this task (never approved twice).
     """
+
+    service = "Buddy"
+    noun = "execution"
+    hook_class = BuddyHook
 
     def __init__(
         self,
@@ -76,7 +77,7 @@ class BuddyExecutionTrigger(PollingTrigger):
         approved_action_ids: Sequence[str] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.buddy_conn_id = buddy_conn_id
+        self.buddy_conn_id = self.conn_id = buddy_conn_id
         self.project_name = project_name
         self.pipeline_id = int(pipeline_id)
         self.execution_id = int(execution_id)
@@ -93,7 +94,7 @@ class BuddyExecutionTrigger(PollingTrigger):
         self.log_tail = log_tail
         self.approved_action_ids = sorted(approved_action_ids or [])
         self._approved: set[str] = set(self.approved_action_ids)
-        self._key = execution_key(buddy_conn_id, workspace, project_name, self.pipeline_id, self.execution_id)
+        self._key = ("buddy", buddy_conn_id, workspace, project_name, self.pipeline_id, self.execution_id)
         self._last_message = ""
         self._unknown_seen: set[str | None] = set()
 
@@ -143,14 +144,8 @@ class BuddyExecutionTrigger(PollingTrigger):
 
     async def poll(self, poller: SharedPoller) -> Poll:
         """Read the execution once (shared with every waiter on it), decide, approve when the policy says so."""
-        execution = await read_execution(
-            poller,
-            self.buddy_conn_id,
-            self.workspace,
-            self.project_name,
-            self.pipeline_id,
-            self.execution_id,
-            max_age=self.poll_interval * 0.9,
+        execution: Execution = await self.read_watched(
+            poller, lambda hook: hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
         )
         decision = decide(
             execution,
@@ -163,8 +158,9 @@ class BuddyExecutionTrigger(PollingTrigger):
             return Poll.done(await self._finish(poller, execution, decision))
         next_in: float | None = None
         if decision.step is Step.APPROVE:
-            if await self._approve(poller, execution, decision):
-                self._approved.add(decision.waiting_action_execution_id or f"execution-{execution.id}")
+            approval = GateApproval.of(execution, decision, variables_from(self.approval_variables))
+            if await self._approve(poller, approval):
+                self._approved.add(approval.key)
                 next_in = min(self.poll_interval, 1.0)
         elif decision.message and decision.message != self._last_message:
             self.log.info("%s", decision.message)
@@ -174,89 +170,62 @@ class BuddyExecutionTrigger(PollingTrigger):
             self.log.info("Buddy reported status %r, unknown to this provider; reading it as still going", execution.status)
         return Poll.again(next_in)
 
-    async def _approve(self, poller: SharedPoller, execution: Execution, decision: Decision) -> bool:
-        hook = await buddy_hook(poller, self.buddy_conn_id)
-        variables = self.approval_variables if decision.waits_for is WaitKind.VARIABLES else None
+    async def _approve(self, poller: SharedPoller, approval: GateApproval) -> bool:
+        hook: BuddyHook = await self.shared_hook(poller)
         try:
             await hook.aapprove_execution(
                 self.project_name,
                 self.pipeline_id,
                 self.execution_id,
-                variables=variables,
-                action_execution_id=decision.waiting_action_execution_id,
+                variables=approval.variables,
+                action_execution_id=approval.decision.waiting_action_execution_id,
                 workspace=self.workspace,
             )
         except ProviderApiError as exc:
-            if exc.kind is ErrorKind.CLIENT:
-                self.log.info("Approval of %s not applied (%s); it was probably answered already", describe_execution(execution), exc)
-                return True
-            self.log.warning("Could not approve %s yet: %s", describe_execution(execution), exc)
-            return False
+            done, note = approval.refused(exc)
+            (self.log.info if done else self.log.warning)("%s", note)
+            return done
         finally:
             poller.forget(self._key)
-        keys = ", ".join(v["key"] for v in variables) if variables else ""
-        self.log.info(
-            "Approved %s at action %r (%s)",
-            describe_execution(execution),
-            decision.waiting_action_name,
-            f"APPLY_VARIABLES: {keys}" if keys else "APPLY",
-        )
+        self.log.info("%s", approval.sent())
         return True
 
-    async def _finish(self, poller: SharedPoller, execution: Execution, decision: Decision) -> dict[str, Any]:
+    async def _finish(self, poller: SharedPoller, execution: Execution, decision: Decision) -> BuddyWaitEvent:
         payload = event_payload(execution, decision)
         if decision.status is EventStatus.FAILED and decision.waits_for is None:
-            payload.update(await self._failure_details(poller, execution))
+            hook: BuddyHook = await self.shared_hook(poller)
+            try:
+                details = await hook.aget_failure_details(
+                    self.project_name, self.pipeline_id, execution, tail=self.log_tail, workspace=self.workspace
+                )
+                with_failure_details(payload, details)
+            except ProviderApiError as exc:
+                self.log.warning("Could not fetch the failed action's log: %s", exc)
+                failed = execution.failed_action
+                payload["failed_action"] = failed.name if failed is not None else None
+                payload["error_message"] = failed.error_message if failed is not None else None
         return payload
 
-    async def _failure_details(self, poller: SharedPoller, execution: Execution) -> dict[str, Any]:
-        failed = execution.failed_action
-        details: dict[str, Any] = {"failed_action": None, "error_message": None, "log_tail": []}
-        if failed is None or failed.action_execution_id is None:
-            return details
-        details["failed_action"] = failed.name
-        details["error_message"] = failed.error_message
-        try:
-            hook = await buddy_hook(poller, self.buddy_conn_id)
-            if failed.error_message is None:
-                full = await hook.aget_action_execution(
-                    self.project_name, self.pipeline_id, self.execution_id, failed.action_execution_id, workspace=self.workspace
-                )
-                details["error_message"] = full.error_message
-            if self.log_tail > 0:
-                details["log_tail"] = await hook.aget_action_execution_logs(
-                    self.project_name,
-                    self.pipeline_id,
-                    self.execution_id,
-                    failed.action_execution_id,
-                    tail=self.log_tail,
-                    workspace=self.workspace,
-                )
-        except ProviderApiError as exc:
-            self.log.warning("Could not fetch the failed action's log: %s", exc)
-        return details
-
-    def timeout_payload(self, current: Any, message: str) -> dict[str, Any]:
+    def timeout_payload(self, current: Any, message: str) -> BuddyWaitEvent:
         """A ``timeout`` event, with the execution's last state when the cancel read it."""
-        return event_payload(current, Decision(Step.FINISH, EventStatus.TIMEOUT, message), execution_id=self.execution_id)
+        return event_payload(current, Decision.finish(EventStatus.TIMEOUT, message), execution_id=self.execution_id)
 
     async def read_current(self, poller: SharedPoller) -> Execution:
         """The execution as it is now."""
-        hook = await buddy_hook(poller, self.buddy_conn_id)
+        hook: BuddyHook = await self.shared_hook(poller)
         return await hook.aget_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
 
     async def send_cancel(self, poller: SharedPoller) -> Execution:
         """``CANCEL`` the execution."""
-        hook = await buddy_hook(poller, self.buddy_conn_id)
+        hook: BuddyHook = await self.shared_hook(poller)
         return await hook.acancel_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
 
     def describe(self, current: Execution) -> str:
         """The execution, with its link."""
         return describe_execution(current)
 
-    def error_payload(self, message: str, kind: ErrorKind | None) -> dict[str, Any]:
+    def error_payload(self, message: str, kind: ErrorKind | None) -> BuddyWaitEvent:
         """An ``error`` event naming the error kind."""
-        decision = Decision(Step.FINISH, EventStatus.ERROR, message)
-        payload = event_payload(None, decision, execution_id=self.execution_id)
+        payload = event_payload(None, Decision.finish(EventStatus.ERROR, message), execution_id=self.execution_id)
         payload["error_kind"] = kind.value if kind is not None else None
         return payload

@@ -7,47 +7,20 @@ interval however many triggers wait on it).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Hashable
 from typing import Any
 
 from airflow_provider_buddy.exceptions import ErrorKind
-from airflow_provider_buddy.gorules_waiting import decide_run, describe_run, gorules_policy, run_event_payload
-from airflow_provider_buddy.hooks.gorules import GoRulesHook, gorules_core, gorules_settings
-from airflow_provider_buddy.hooks.gorules_api import run_url
-from airflow_provider_buddy.models.buddy_status import StatusGroup
+from airflow_provider_buddy.hooks._gorules_api import run_url
+from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.models.gorules import Run
+from airflow_provider_buddy.models.status import StatusGroup
 from airflow_provider_buddy.triggers._base import Poll, PollingTrigger
 from airflow_provider_buddy.triggers._poller import SharedPoller
-from airflow_provider_buddy.waiting import Decision, EventStatus, Step
+from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent, decide_run, describe_run, gorules_policy, run_event_payload
+from airflow_provider_buddy.utils.waiting import Decision, EventStatus, Step
 
 DEFAULT_CANCEL_COMMENT = "Cancelled by Airflow: the task waiting on this run was killed or passed its deadline"
-
-
-async def gorules_hook(poller: SharedPoller, conn_id: str) -> GoRulesHook:
-    """A GoRules hook for ``conn_id`` on the poller's shared client; the connection is read asynchronously."""
-
-    async def build() -> GoRulesHook:
-        settings = gorules_settings(await GoRulesHook.aget_connection(conn_id))
-        client = poller.client(settings, gorules_core(settings))
-        return GoRulesHook(conn_id, settings=settings, async_client=client, retry_log_level=logging.DEBUG)
-
-    return await poller.hook(("gorules", conn_id), build)
-
-
-def run_key(conn_id: str, project_id: str, run_id: str) -> Hashable:
-    """The shared-read key of one GoRules run."""
-    return ("gorules", conn_id, project_id, run_id)
-
-
-async def read_run(poller: SharedPoller, conn_id: str, project_id: str, run_id: str, *, max_age: float) -> tuple[GoRulesHook, Run]:
-    """One GoRules run, read at most once per ``max_age`` for all triggers waiting on it (and the hook used)."""
-    hook = await gorules_hook(poller, conn_id)
-
-    async def fetch() -> Run:
-        return await hook.aget_run(project_id, run_id)
-
-    return hook, await poller.read(run_key(conn_id, project_id, run_id), fetch, max_age=max_age)
 
 
 class GoRulesRunTrigger(PollingTrigger):
@@ -75,6 +48,7 @@ class GoRulesRunTrigger(PollingTrigger):
 
     service = "GoRules"
     noun = "run"
+    hook_class = GoRulesHook
 
     def __init__(
         self,
@@ -90,7 +64,7 @@ class GoRulesRunTrigger(PollingTrigger):
         cancel_comment: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.gorules_conn_id = gorules_conn_id
+        self.gorules_conn_id = self.conn_id = gorules_conn_id
         self.project_id = str(project_id)
         self.run_id = str(run_id)
         self.poll_interval = float(poll_interval)
@@ -99,7 +73,7 @@ class GoRulesRunTrigger(PollingTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_comment = cancel_comment
-        self._key = run_key(gorules_conn_id, self.project_id, self.run_id)
+        self._key = ("gorules", gorules_conn_id, self.project_id, self.run_id)
         self._last_message = ""
         self._url: str | None = None
 
@@ -145,7 +119,8 @@ class GoRulesRunTrigger(PollingTrigger):
 
     async def poll(self, poller: SharedPoller) -> Poll:
         """Read the run once (shared with every waiter on it) and decide."""
-        hook, run = await read_run(poller, self.gorules_conn_id, self.project_id, self.run_id, max_age=self.poll_interval * 0.9)
+        run: Run = await self.read_watched(poller, lambda hook: hook.aget_run(self.project_id, self.run_id))
+        hook: GoRulesHook = await self.shared_hook(poller)
         decision = decide_run(run, gorules_policy(self.on_approval))
         if decision.step is Step.FINISH:
             return Poll.done(run_event_payload(run, decision, run_url=self._run_url(hook)))
@@ -156,27 +131,27 @@ class GoRulesRunTrigger(PollingTrigger):
             self.log.info("GoRules reported run status %r, unknown to this provider; reading it as still going", run.status)
         return Poll.again()
 
-    def error_payload(self, message: str, kind: ErrorKind | None) -> dict[str, Any]:
+    def error_payload(self, message: str, kind: ErrorKind | None) -> GoRulesWaitEvent:
         """An ``error`` event naming the error kind."""
-        decision = Decision(Step.FINISH, EventStatus.ERROR, message)
+        decision = Decision.finish(EventStatus.ERROR, message)
         payload = run_event_payload(None, decision, run_url=self._url, run_id=self.run_id, project_id=self.project_id)
         payload["error_kind"] = kind.value if kind is not None else None
         return payload
 
-    def timeout_payload(self, current: Any, message: str) -> dict[str, Any]:
+    def timeout_payload(self, current: Any, message: str) -> GoRulesWaitEvent:
         """A ``timeout`` event, with the run's last state when the cancel read it."""
-        decision = Decision(Step.FINISH, EventStatus.TIMEOUT, message)
+        decision = Decision.finish(EventStatus.TIMEOUT, message)
         return run_event_payload(current, decision, run_url=self._url, run_id=self.run_id, project_id=self.project_id)
 
     async def read_current(self, poller: SharedPoller) -> Run:
         """The run as it is now."""
-        hook = await gorules_hook(poller, self.gorules_conn_id)
+        hook: GoRulesHook = await self.shared_hook(poller)
         self._run_url(hook)
         return await hook.aget_run(self.project_id, self.run_id)
 
     async def send_cancel(self, poller: SharedPoller) -> Run:
         """Cancel the run with ``cancel_comment``."""
-        hook = await gorules_hook(poller, self.gorules_conn_id)
+        hook: GoRulesHook = await self.shared_hook(poller)
         return await hook.acancel_run(self.project_id, self.run_id, self.cancel_comment or DEFAULT_CANCEL_COMMENT)
 
     def describe(self, current: Run) -> str:

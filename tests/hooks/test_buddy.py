@@ -14,9 +14,9 @@ from airflow_provider_buddy.exceptions import (
     BuddyNotFoundError,
     BuddyPermissionError,
 )
+from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, BuddyApi
 from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
 from airflow_provider_buddy.hooks.buddy import BuddyHook, buddy_settings
-from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, BuddyApi
 from airflow_provider_buddy.models import RunPipelineRequest, StatusGroup
 from airflow_provider_buddy.testing import BuddyEmulator
 from tests.conftest import BUILD_ACTIONS, TOKEN, WORKSPACE, LogCapture, fast_settings

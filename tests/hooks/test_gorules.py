@@ -18,8 +18,8 @@ from airflow_provider_buddy.exceptions import (
     GoRulesPermissionError,
     GoRulesServerError,
 )
+from airflow_provider_buddy.hooks._gorules_api import gorules_api_url, with_api_root
 from airflow_provider_buddy.hooks.gorules import GoRulesHook, gorules_settings
-from airflow_provider_buddy.hooks.gorules_api import gorules_api_url, with_api_root
 from airflow_provider_buddy.models import StatusGroup
 from airflow_provider_buddy.models.gorules import DeployResult, Run, run_status_group
 from airflow_provider_buddy.testing import BuddyEmulator, Fault

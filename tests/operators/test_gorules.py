@@ -174,7 +174,7 @@ def test_deploy_operator_parse_time_checks(kwargs: dict[str, Any], needle: str) 
 
 def test_an_oldest_first_listing_is_recognised() -> None:
     from airflow_provider_buddy.models.gorules import Run
-    from airflow_provider_buddy.operators.gorules_reattach import looks_oldest_first, newest_first
+    from airflow_provider_buddy.utils.gorules_reattach import looks_oldest_first, newest_first
 
     old, new = Run(id="a", createdAt="2026-01-01T00:00:00.000Z"), Run(id="b", createdAt="2026-01-02T00:00:00Z")
     assert looks_oldest_first([old, new]) and not looks_oldest_first([new, old]) and not looks_oldest_first([])

@@ -15,8 +15,8 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
-from airflow_provider_buddy.operators.reattach import first_try_of_generation, marked_comment, marked_try, task_marker
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
+from airflow_provider_buddy.utils.reattach import first_try_of_generation, marked_comment, marked_try, task_marker
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import LogCapture
 

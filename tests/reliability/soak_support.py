@@ -18,7 +18,7 @@ from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.testing import BuddyEmulator
 from airflow_provider_buddy.triggers._base import PollingTrigger
-from airflow_provider_buddy.triggers.buddy import CANCEL_ATTEMPTS
+from airflow_provider_buddy.utils.backoff import CANCEL_ATTEMPTS
 from tests.conftest import TOKEN, WORKSPACE
 from tests.reliability.chaos import DROP_AFTER, DROP_BEFORE, KINDS, RUN_POST, Chaos, processed
 

@@ -33,9 +33,9 @@ from airflow_provider_buddy.operators.buddy import (
     BuddyRunPipelineOperator,
 )
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
-from airflow_provider_buddy.task_waiting import summary_from_event
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
-from airflow_provider_buddy.waiting import ApprovalPolicy, Step, decide, event_payload
+from airflow_provider_buddy.utils.buddy_waiting import decide, event_payload, summary_from_event
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Step
 from tests.airflow_support import run_dag, states
 from tests.conftest import TOKEN, WORKSPACE, LogCapture, fast_settings
 from tests.reliability.conftest import SOAK

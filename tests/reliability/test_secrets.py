@@ -22,10 +22,10 @@ import pytest
 from airflow.sdk import DAG, task
 
 from airflow_provider_buddy.exceptions import BuddyError
+from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS
 from airflow_provider_buddy.hooks._connection import ClientSettings
 from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.hooks.buddy import BuddyHook
-from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS
 from airflow_provider_buddy.models.buddy import ActionExecution, Execution, RunPipelineRequest, Variable
 from airflow_provider_buddy.operators.approval import BuddyApprovalOperator
 from airflow_provider_buddy.operators.buddy import (

@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, LogCapture
 
 pytestmark = pytest.mark.usefixtures("buddy_conn")
 
@@ -167,6 +167,41 @@ async def test_faults_mid_wait_never_end_it(emulator: BuddyEmulator) -> None:
     assert len(faulted) == 28
 
 
+async def test_messages_name_buddy_and_the_execution(emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """What a user reads in the triggerer's log names the service and the execution, not "the service"/"object"."""
+    run = emulator.start_execution("web", 1)
+    emulator.add_fault(Fault(kind="status", status=503, method="GET", path=rf"/executions/{run['id']}$", times=4))
+    assert (await first_event(trigger(run["id"]), timeout=30))["status"] == "success"
+    text = logs.text
+    assert "Buddy is not answering well" in text and "Buddy answers again after" in text
+    assert "the service" not in text and "object" not in text
+
+
+async def test_an_approval_the_token_may_not_send_ends_the_wait(emulator: BuddyEmulator) -> None:
+    """A 403 on the approval is a setting to fix: the wait ends with an error event instead of asking again every poll."""
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
+    run = emulator.start_execution("web", 2)
+    emulator.scopes = {"WORKSPACE", "EXECUTION_INFO"}
+    event = await first_event(trigger(run["id"], pipeline_id=2, on_approval="approve"))
+    assert event["status"] == "error" and event["error_kind"] == "permission"
+    assert len(emulator.requests_to("PATCH", rf"/executions/{run['id']}$")) == 1
+
+
+def test_a_service_trigger_must_name_its_service_noun_and_hook() -> None:
+    from airflow_provider_buddy.triggers._base import PollingTrigger
+
+    with pytest.raises(TypeError, match="service, noun, hook_class"):
+
+        class Forgetful(PollingTrigger):
+            pass
+
+    with pytest.raises(TypeError, match="hook_class"):
+
+        class NoHook(PollingTrigger):
+            service = "X"
+            noun = "thing"
+
+
 @pytest.mark.parametrize(
     ("setup", "kind"),
     [
@@ -191,7 +226,7 @@ async def test_end_time_gives_timeout_and_can_cancel(emulator: BuddyEmulator) ->
     )
     run = emulator.start_execution("web", 6)
     event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 0.3))
-    assert event["status"] == "timeout" and "left going" in event["message"]
+    assert event["status"] == "timeout" and "the execution was left going" in event["message"]
     assert emulator.execution("web", 6, run["id"])["status"] == "INPROGRESS"
     event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 0.3, cancel_on_timeout=True))
     assert event["status"] == "timeout" and "cancelled" in event["message"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_buddy.params import is_template, non_empty, pipeline_ref
+from airflow_provider_buddy.utils.arguments import is_template, non_empty, pipeline_ref
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.buddy import BuddyHook

@@ -1,7 +1,8 @@
-"""Parameter checks shared by the operators and the sensor: each error names the parameter."""
+"""Argument checks shared by the operators, sensors and hooks of both services: each error names the parameter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 BUDDY_DEFAULT_CONN_ID = "buddy_default"
@@ -32,10 +33,10 @@ def check_positive_int(value: Any, parameter: str) -> None:
         positive_int(value, parameter)
 
 
-def non_empty(value: Any, parameter: str) -> str:
-    """``value`` as a non-blank string, or a ValueError naming ``parameter``."""
+def non_empty(value: Any, parameter: str, *, error: Callable[[str], Exception] = ValueError) -> str:
+    """``value`` as a non-blank string, or ``error`` (a ValueError unless told) naming ``parameter``."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{parameter} must be a non-empty string, got {value!r}")
+        raise error(f"{parameter} must be a non-empty string, got {value!r}")
     return value.strip()
 
 

@@ -7,6 +7,7 @@ when the connection's URL lacks it, as the official CLI does).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from airflow_provider_buddy.exceptions import (
 from airflow_provider_buddy.hooks._connection import ClientSettings
 from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, HttpCore, Page, Replay, _Transient
 from airflow_provider_buddy.models.gorules import DeployResult, Paginate, Release, Run
+from airflow_provider_buddy.utils.arguments import non_empty
 
 GORULES_ERRORS = ErrorFamily(
     service="GoRules",
@@ -105,15 +107,15 @@ def _q(value: str) -> str:
 
 def require_text(value: Any, parameter: str) -> str:
     """``value`` as a non-blank string, or :class:`GoRulesConfigurationError` naming ``parameter`` (nothing is sent)."""
-    if not isinstance(value, str) or not value.strip():
-        raise GoRulesConfigurationError(f"{parameter} must be a non-empty string, got {value!r}")
-    return value.strip()
+    return non_empty(value, parameter, error=GoRulesConfigurationError)
 
 
-def require_comment(comment: Any) -> str:
-    """The cancel comment the API requires (at least one character), or a clear error before anything is sent."""
+def require_comment(comment: Any, parameter: str = "comment", *, error: Callable[[str], Exception] = GoRulesConfigurationError) -> str:
+    """The cancel comment the API requires (at least one character), or a clear error (``error``) before anything is sent."""
     if not isinstance(comment, str) or not comment.strip():
-        raise GoRulesConfigurationError(f"comment is required to cancel a GoRules run (the API refuses an empty reason), got {comment!r}")
+        raise error(
+            f"{parameter} is required: the GoRules API refuses to cancel a run without a reason (at least one character), got {comment!r}"
+        )
     return comment.strip()
 
 

@@ -6,8 +6,8 @@ async), keep one pooled client per mode (or use a shared async one), and send de
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 from airflow.sdk import BaseHook
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 T = TypeVar("T")
+
+Steps = Generator[ApiCall[Any], Any, T]
+"""An algorithm of several API calls, written once for both modes: it yields each call and is sent its answer."""
 
 
 class ApiHookBase(BaseHook):
@@ -71,21 +74,27 @@ class ApiHookBase(BaseHook):
             self._settings = self.read_settings(await self.aget_connection(self._conn_id))
         return self._settings
 
-    def _http(self, settings: ClientSettings) -> HttpCore:
+    def core(self, settings: ClientSettings) -> HttpCore:
+        """The HTTP core for ``settings`` (built once per settings)."""
         if self._core is None or self._core.settings is not settings:
             self._core = self.make_core(settings, logger=self.log, retry_log_level=self._retry_log_level)
         return self._core
 
+    def share_async_client(self, client: httpx.AsyncClient) -> None:
+        """Send async calls through ``client`` (a pool shared with other hooks), which this hook never closes."""
+        self._aclient = client
+        self._owns_aclient = False
+
     def get_conn(self) -> httpx.Client:
         """The hook's pooled sync client."""
         if self._client is None:
-            self._client = httpx.Client(**self._http(self.settings).client_kwargs())
+            self._client = httpx.Client(**self.core(self.settings).client_kwargs())
         return self._client
 
     async def aget_conn(self) -> httpx.AsyncClient:
         """The hook's (or the shared) pooled async client."""
         if self._aclient is None:
-            self._aclient = httpx.AsyncClient(**self._http(await self.asettings()).client_kwargs())
+            self._aclient = httpx.AsyncClient(**self.core(await self.asettings()).client_kwargs())
         return self._aclient
 
     def close(self) -> None:
@@ -103,36 +112,63 @@ class ApiHookBase(BaseHook):
 
     def call(self, call: ApiCall[T]) -> T:
         """Send one described call (sync)."""
-        return self._http(self.settings).send(self.get_conn(), call)
+        return self.core(self.settings).send(self.get_conn(), call)
 
     async def acall(self, call: ApiCall[T]) -> T:
         """Send one described call (async)."""
         settings = await self.asettings()
-        return await self._http(settings).asend(await self.aget_conn(), call)
+        return await self.core(settings).asend(await self.aget_conn(), call)
+
+    # ---- several calls, one algorithm for both modes ----------------------------------------------
+    def run_steps(self, steps: Steps[T]) -> T:
+        """
+        Drive ``steps`` (a generator that yields :class:`ApiCall` s and is sent each answer) with the sync client:
+        an algorithm of several calls is written once, as a generator, for both modes. An error raised by a call is
+        thrown into the generator, which may handle it.
+        """
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                call = steps.throw(error) if error is not None else steps.send(answer)
+            except StopIteration as done:
+                return cast("T", done.value)
+            try:
+                answer, error = self.call(call), None
+            except Exception as exc:
+                answer, error = None, exc
+
+    async def arun_steps(self, steps: Steps[T]) -> T:
+        """Async :meth:`run_steps`."""
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                call = steps.throw(error) if error is not None else steps.send(answer)
+            except StopIteration as done:
+                return cast("T", done.value)
+            try:
+                answer, error = await self.acall(call), None
+            except Exception as exc:
+                answer, error = None, exc
 
     # ---- paging ----------------------------------------------------------------------------------
     def walk(self, build: Callable[[int], ApiCall[Page]], max_items: int | None = None) -> list[Any]:
         """Every item of a list endpoint, page by page (``build(page)`` describes one page), up to ``max_items``."""
-        found: list[Any] = []
-        page = 1
-        while True:
-            result = self.call(build(page))
-            found.extend(result.items)
-            if _done(result, found, max_items):
-                return found[:max_items] if max_items is not None else found
-            page += 1
+        return self.run_steps(walk_pages(build, max_items))
 
     async def awalk(self, build: Callable[[int], ApiCall[Page]], max_items: int | None = None) -> list[Any]:
         """Async :meth:`walk`."""
-        found: list[Any] = []
-        page = 1
-        while True:
-            result = await self.acall(build(page))
-            found.extend(result.items)
-            if _done(result, found, max_items):
-                return found[:max_items] if max_items is not None else found
-            page += 1
+        return await self.arun_steps(walk_pages(build, max_items))
 
 
-def _done(result: Page, found: list[Any], max_items: int | None) -> bool:
-    return not result.more or not result.items or (max_items is not None and len(found) >= max_items)
+def walk_pages(build: Callable[[int], ApiCall[Page]], max_items: int | None) -> Steps[list[Any]]:
+    """The steps of walking a list endpoint's pages (see :meth:`ApiHookBase.run_steps`)."""
+    found: list[Any] = []
+    page = 1
+    while True:
+        result: Page = yield build(page)
+        found.extend(result.items)
+        if not result.more or not result.items or (max_items is not None and len(found) >= max_items):
+            return found[:max_items] if max_items is not None else found
+        page += 1

@@ -6,44 +6,33 @@ so they give the same results.
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_provider_buddy.backoff import backoff_delay, look_or_wait_out
-from airflow_provider_buddy.gorules_errors import (
+from airflow_provider_buddy.exceptions import (
     GoRulesReviewRequiredError,
     GoRulesRunCancelledError,
     GoRulesRunError,
     GoRulesRunFailedError,
     GoRulesWaitTimeoutError,
 )
-from airflow_provider_buddy.gorules_waiting import decide_run, gorules_policy, run_event_payload, run_summary
-from airflow_provider_buddy.hooks.gorules_api import run_url
-from airflow_provider_buddy.waiting import Decision, EventStatus, Step
+from airflow_provider_buddy.hooks._gorules_api import run_url
+from airflow_provider_buddy.utils.backoff import look_or_wait_out, wait_in_worker
+from airflow_provider_buddy.utils.gorules_waiting import (
+    GoRulesWaitEvent,
+    GoRulesWaitSummary,
+    decide_run,
+    gorules_policy,
+    run_event_payload,
+    run_summary,
+)
+from airflow_provider_buddy.utils.waiting import Decision, EventStatus, Step, with_link
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.gorules import GoRulesHook
 
-TIMEOUT_MARGIN = 5.0
 RUN_ID_KEY = "run_id"
 RUN_URL_KEY = "run_url"
-
-
-def deadline_before_timeout(execution_timeout: timedelta | None, context: Any, margin: float = TIMEOUT_MARGIN) -> float | None:
-    """
-    When the task's ``execution_timeout`` runs out (epoch seconds), a little early so a wait can cancel first.
-
-    :param execution_timeout: the task's timeout, or None.
-    :param context: the task's context (its ``ti.start_date`` is the start).
-    :param margin: seconds to end early (at most 5% of the timeout).
-    """
-    if execution_timeout is None:
-        return None
-    started = getattr(context["ti"], "start_date", None)
-    begin = started.timestamp() if isinstance(started, datetime) else time.time()
-    seconds = execution_timeout.total_seconds()
-    return begin + seconds - min(margin, seconds * 0.05)
 
 
 class GoRulesWaitingMixin:
@@ -70,7 +59,7 @@ class GoRulesWaitingMixin:
         """The run's address under the connection's API root."""
         return run_url(self.hook.settings.base_url, project_id, run_id)
 
-    def poll_once(self, project_id: str, run_id: str) -> dict[str, Any] | None:
+    def poll_once(self, project_id: str, run_id: str) -> GoRulesWaitEvent | None:
         """Read the run once; return the end event's payload, or None to keep waiting."""
         run = self.hook.get_run(project_id, run_id)
         decision = decide_run(run, gorules_policy(self.on_approval))
@@ -82,20 +71,33 @@ class GoRulesWaitingMixin:
             self._last_wait_message = decision.message
         return None
 
-    def wait_sync(self, context: Any, project_id: str, run_id: str, poll_interval: float, deadline: float | None = None) -> Any:
+    def wait_sync(self, project_id: str, run_id: str, poll_interval: float, deadline: float | None = None) -> GoRulesWaitSummary:
         """Poll from the worker until the wait ends (transient trouble backs off, never ends it); returns the summary or raises."""
-        streak = 0
-        while True:
-            payload, streak, retry_after = look_or_wait_out(
-                self.log, lambda: self.poll_once(project_id, run_id), streak, f"GoRules run {run_id}"
-            )
-            if payload is not None:
-                return self.finish_wait(context, payload)
-            if deadline is not None and time.time() >= deadline:
-                message = f"Gave up waiting on GoRules run {run_id}: the deadline passed"
-                timeout = Decision(Step.FINISH, EventStatus.TIMEOUT, message)
-                return self.finish_wait(context, run_event_payload(None, timeout, run_id=run_id, project_id=project_id))
-            time.sleep(backoff_delay(poll_interval, streak, retry_after) if streak else poll_interval)
+        subject = f"GoRules run {run_id}"
+        payload = wait_in_worker(self.log, lambda: self.poll_once(project_id, run_id), subject, poll_interval, deadline)
+        if payload is None:
+            timeout = Decision.finish(EventStatus.TIMEOUT, f"Gave up waiting on {subject}: the deadline passed")
+            payload = run_event_payload(None, timeout, run_id=run_id, project_id=project_id)
+        return self.finish_wait(payload)
+
+    def first_look_or_defer(
+        self,
+        project_id: str,
+        run_id: str,
+        poll_interval: float,
+        *,
+        end_time: float | None,
+        cancel_on_timeout: bool = False,
+        cancel_comment: str | None = None,
+    ) -> GoRulesWaitSummary:
+        """Look once (a run already ended or at its review needs no triggerer), else hand the wait to the triggerer.
+        Transient trouble on this look defers too: the triggerer looks again."""
+        payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), 0, f"GoRules run {run_id}")
+        if payload is not None:
+            return self.finish_wait(payload)
+        self.defer_wait(
+            project_id, run_id, poll_interval, end_time=end_time, cancel_on_timeout=cancel_on_timeout, cancel_comment=cancel_comment
+        )
 
     def defer_wait(
         self,
@@ -125,29 +127,28 @@ class GoRulesWaitingMixin:
             method_name="execute_complete",
         )
 
-    def finish_wait(self, context: Any, event: dict[str, Any]) -> Any:
+    def finish_wait(self, event: GoRulesWaitEvent) -> GoRulesWaitSummary:
         """Turn the wait's event into the task's return value, or raise the matching error."""
         status = event.get("status")
         message = str(event.get("message") or "")
-        ids = {"run_id": event.get("run_id"), "run_url": event.get("run_url"), "run_status": event.get("run_status")}
-        text = _with_link(message, event)
         if status == EventStatus.SUCCESS.value:
             self.log.info("%s", message)
             return run_summary(event)
         if status == EventStatus.WAITING_FOR_APPROVAL.value:
             self.log.info("%s; finishing so the DAG's own gate can answer it (on_approval='succeed')", message)
             return run_summary(event)
-        if status == EventStatus.FAILED.value:
-            if event.get("waits_for"):
-                raise GoRulesReviewRequiredError(text, **ids)
-            raise GoRulesRunFailedError(text, **ids)
-        if status == EventStatus.CANCELLED.value:
-            raise GoRulesRunCancelledError(text, **ids)
-        if status == EventStatus.TIMEOUT.value:
-            raise GoRulesWaitTimeoutError(text, **ids)
-        raise GoRulesRunError(text or f"the wait ended with an unexpected event {status!r}", **ids)
+        raise run_wait_error(event)
 
 
-def _with_link(message: str, event: dict[str, Any]) -> str:
-    url = event.get("run_url")
-    return f"{message} ({url})" if url and url not in message else message
+def run_wait_error(event: GoRulesWaitEvent) -> GoRulesRunError:
+    """The error a wait that ended badly fails its task with (the message names the jobs, environments and reviewers)."""
+    status = event.get("status")
+    text = with_link(str(event.get("message") or ""), event.get("run_url"))
+    ids: dict[str, Any] = {"run_id": event.get("run_id"), "run_url": event.get("run_url"), "run_status": event.get("run_status")}
+    if status == EventStatus.FAILED.value:
+        return (GoRulesReviewRequiredError if event.get("waits_for") else GoRulesRunFailedError)(text, **ids)
+    if status == EventStatus.CANCELLED.value:
+        return GoRulesRunCancelledError(text, **ids)
+    if status == EventStatus.TIMEOUT.value:
+        return GoRulesWaitTimeoutError(text, **ids)
+    return GoRulesRunError(text or f"the wait ended with an unexpected event {status!r}", **ids)

@@ -2,7 +2,7 @@
 
 The deploy call's answer is not documented and the BRMS has no idempotency key, so a run is recognised
 by what it is about (this release, this environment), by the task's marker when the deploy comment
-shows up in the run (:mod:`airflow_provider_buddy.operators.reattach`), and by not having existed before.
+shows up in the run (:mod:`airflow_provider_buddy.utils.reattach`), and by not having existed before.
 
 A run that carries another task instance's marker is never taken. When deploy comments show up in this
 BRMS's runs (some run carries a marker), a run without this task's marker is not this task's either: the
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from airflow_provider_buddy.models.gorules import Run
-from airflow_provider_buddy.operators.reattach import MARKER_PREFIX
+from airflow_provider_buddy.utils.reattach import MARKER_PREFIX
 
 
 def created_at(run: Run) -> datetime | None:

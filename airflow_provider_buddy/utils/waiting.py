@@ -1,0 +1,123 @@
+"""The waiting vocabulary both services share: the approval policy, what a waiter does next, how a wait
+ends, and the keys every wait's one event carries. Used by the sensors' pokes, the triggers and the
+operators' worker waits of Buddy and GoRules alike. No I/O here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, TypedDict
+
+from airflow_provider_buddy.models.status import WaitKind
+
+TIMEOUT_MARGIN = 5.0
+"""Seconds before ``execution_timeout`` at which a wait ends, so it can cancel its run before Airflow kills it."""
+
+
+class ApprovalPolicy(str, Enum):
+    """What a waiter does when the execution or run stops for a person.
+
+    ``wait``: keep waiting while someone answers in the service. ``succeed``: finish successfully at once,
+    returning what it waits for, so the DAG can put its own gate next. ``fail``: fail, naming what waits.
+    ``approve``: approve it (with ``approval_variables`` for a "pass arguments" prompt) and keep waiting.
+    """
+
+    WAIT = "wait"
+    SUCCEED = "succeed"
+    FAIL = "fail"
+    APPROVE = "approve"
+
+    @classmethod
+    def parse(cls, value: Any, *, parameter: str = "on_approval") -> ApprovalPolicy:
+        """Read a policy, with an error naming the parameter and the allowed values."""
+        if isinstance(value, ApprovalPolicy):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            allowed = ", ".join(repr(p.value) for p in cls)
+            raise ValueError(f"{parameter} must be one of {allowed}, got {value!r}") from None
+
+
+class EventStatus(str, Enum):
+    """The ``status`` of the one event a wait ends with."""
+
+    SUCCESS = "success"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class Step(str, Enum):
+    """What the waiter does next."""
+
+    KEEP_WAITING = "keep_waiting"
+    APPROVE = "approve"
+    FINISH = "finish"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """
+    The outcome of one look at an execution or run: what to do next, and what a person reads about it.
+
+    :param step: keep waiting, approve, or finish.
+    :param status: the event status when finishing.
+    :param message: what a person reads.
+    :param waits_for: what the execution or run waits for, at a gate.
+    :param waiting_action_execution_id: the waiting action execution, at a Buddy gate.
+    :param waiting_action_name: what waits, by name (the Buddy action; the GoRules environments).
+    """
+
+    step: Step
+    status: EventStatus | None = None
+    message: str = ""
+    waits_for: WaitKind | None = None
+    waiting_action_execution_id: str | None = None
+    waiting_action_name: str | None = None
+
+    @classmethod
+    def finish(cls, status: EventStatus, message: str) -> Decision:
+        """End the wait with ``status``."""
+        return cls(Step.FINISH, status, message)
+
+
+class WaitEvent(TypedDict, total=False):
+    """The keys every wait's event carries, whatever the service (each service's event adds its own)."""
+
+    status: str
+    """An :class:`EventStatus` value."""
+    message: str
+    waits_for: str | None
+    """A :class:`WaitKind` value at a gate."""
+    end_time: float | None
+    """The wait's deadline (epoch seconds), so a resumed task can wait again until the same deadline."""
+    error_kind: str | None
+    """An ``ErrorKind`` value on an ``error`` event."""
+
+
+def with_link(message: str, url: str | None) -> str:
+    """``message`` with `` (url)`` appended, unless it already names it."""
+    return f"{message} ({url})" if url and url not in message else message
+
+
+def deadline_before_timeout(execution_timeout: timedelta | None, context: Any, margin: float = TIMEOUT_MARGIN) -> float | None:
+    """
+    When the task's ``execution_timeout`` runs out (epoch seconds), a little early so a wait can cancel first.
+
+    :param execution_timeout: the task's timeout, or None.
+    :param context: the task's context (its ``ti.start_date`` is the start).
+    :param margin: seconds to end early (at most 5% of the timeout).
+    """
+    if execution_timeout is None:
+        return None
+    started = getattr(context["ti"], "start_date", None)
+    begin = started.timestamp() if isinstance(started, datetime) else time.time()
+    seconds = execution_timeout.total_seconds()
+    return begin + seconds - min(margin, seconds * 0.05)
