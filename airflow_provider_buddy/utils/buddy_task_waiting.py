@@ -33,7 +33,7 @@ from airflow_provider_buddy.utils.buddy_waiting import (
     summary_from_event,
     with_failure_details,
 )
-from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EventStatus, Step, with_link
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EventStatus, Step, end_of_wait, with_link
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.buddy import BuddyHook, FailureDetails
@@ -229,15 +229,7 @@ class BuddyWaitingMixin:
     # ---- the end of a wait, either mode ------------------------------------------------------------
     def finish_wait(self, event: BuddyWaitEvent) -> BuddyWaitSummary:
         """Turn the wait's final event into the task's return value, or raise the matching error."""
-        status = event.get("status")
-        message = str(event.get("message") or "")
-        if status == EventStatus.SUCCESS.value:
-            self.log.info("%s", message)
-            return summary_from_event(event)
-        if status == EventStatus.WAITING_FOR_APPROVAL.value:
-            self.log.info("%s; finishing so the DAG's own gate can answer it (on_approval='succeed')", message)
-            return summary_from_event(event)
-        raise wait_error(event)
+        return end_of_wait(self.log, event, summary_from_event, wait_error)
 
 
 def wait_error(event: BuddyWaitEvent) -> BuddyExecutionError:

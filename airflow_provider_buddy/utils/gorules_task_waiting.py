@@ -26,7 +26,7 @@ from airflow_provider_buddy.utils.gorules_waiting import (
     run_event_payload,
     run_summary,
 )
-from airflow_provider_buddy.utils.waiting import Decision, EventStatus, Step, with_link
+from airflow_provider_buddy.utils.waiting import Decision, EventStatus, Step, end_of_wait, with_link
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.gorules import GoRulesHook
@@ -128,16 +128,8 @@ class GoRulesWaitingMixin:
         )
 
     def finish_wait(self, event: GoRulesWaitEvent) -> GoRulesWaitSummary:
-        """Turn the wait's event into the task's return value, or raise the matching error."""
-        status = event.get("status")
-        message = str(event.get("message") or "")
-        if status == EventStatus.SUCCESS.value:
-            self.log.info("%s", message)
-            return run_summary(event)
-        if status == EventStatus.WAITING_FOR_APPROVAL.value:
-            self.log.info("%s; finishing so the DAG's own gate can answer it (on_approval='succeed')", message)
-            return run_summary(event)
-        raise run_wait_error(event)
+        """Turn the wait's final event into the task's return value, or raise the matching error."""
+        return end_of_wait(self.log, event, run_summary, run_wait_error)
 
 
 def run_wait_error(event: GoRulesWaitEvent) -> GoRulesRunError:

@@ -6,12 +6,16 @@ operators' worker waits of Buddy and GoRules alike. No I/O here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from airflow_provider_buddy.models.status import WaitKind
+
+E = TypeVar("E", bound="WaitEvent")
+S = TypeVar("S")
 
 TIMEOUT_MARGIN = 5.0
 """Seconds before ``execution_timeout`` at which a wait ends, so it can cancel its run before Airflow kills it."""
@@ -100,6 +104,27 @@ class WaitEvent(TypedDict, total=False):
     """The wait's deadline (epoch seconds), so a resumed task can wait again until the same deadline."""
     error_kind: str | None
     """An ``ErrorKind`` value on an ``error`` event."""
+
+
+def end_of_wait(log: Any, event: E, summary: Callable[[E], S], error: Callable[[E], Exception]) -> S:
+    """
+    What a task returns when its wait ended: the summary of a wait that ended well (success, or stopped at a gate
+    with ``on_approval='succeed'``), logged; otherwise ``error(event)`` is raised.
+
+    :param log: the task's logger.
+    :param event: the wait's final event.
+    :param summary: the service's summary of an event.
+    :param error: the error a wait that ended badly fails the task with.
+    """
+    status = event.get("status")
+    message = str(event.get("message") or "")
+    if status == EventStatus.SUCCESS.value:
+        log.info("%s", message)
+        return summary(event)
+    if status == EventStatus.WAITING_FOR_APPROVAL.value:
+        log.info("%s; finishing so the DAG's own gate can answer it (on_approval='succeed')", message)
+        return summary(event)
+    raise error(event)
 
 
 def with_link(message: str, url: str | None) -> str:
