@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import httpx
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_API_URL = DEFAULT_BUDDY_API_URL
 LOG_PAGE_LIMIT = 1000
+T = TypeVar("T")
 
 
 class FailureDetails(TypedDict):
@@ -120,6 +121,14 @@ class BuddyHook(ApiHookBase):
 
     async def _aapi(self) -> BuddyApi:
         return BuddyApi((await self.asettings()).account)
+
+    def run_api(self, steps: Callable[[BuddyApi], Steps[T]]) -> T:
+        """Run an algorithm of several Buddy calls, written once for both modes (``steps(api)``), with the sync client."""
+        return self.run_steps(steps(self.api))
+
+    async def arun_api(self, steps: Callable[[BuddyApi], Steps[T]]) -> T:
+        """Async :meth:`run_api`."""
+        return await self.arun_steps(steps(await self._aapi()))
 
     # ---- the UI's Test button ----------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:

@@ -23,6 +23,7 @@ from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.utils.backoff import CANCEL_ATTEMPTS, backoff_delay
+from airflow_provider_buddy.utils.deferral import hold_until
 from airflow_provider_buddy.utils.waiting import EndInTriggerer, EventStatus, WaitEvent
 
 R = TypeVar("R")
@@ -221,17 +222,6 @@ class PollingTrigger(BaseTrigger):
             xcoms["return_value"] = self.object_id(event)
         return xcoms
 
-    async def hold_resume(self) -> None:
-        """Wait until :attr:`resume_not_before` before an event that resumes the task on a worker."""
-        wait = (self.resume_not_before or 0.0) - time.time()
-        if wait > 0:
-            self.log.info(
-                "Holding the result %.1fs, until Airflow has registered this task's deferral (its defer race, "
-                "apache/airflow#67287 and #72716; [buddy] resume_hold_seconds)",
-                wait,
-            )
-            await asyncio.sleep(wait)
-
     # ---- the wait ---------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the wait ends; yield exactly one event."""
@@ -251,7 +241,7 @@ class PollingTrigger(BaseTrigger):
             self.log.info("%s; the task ends here, in the triggerer", event.get("message") or f"{self.subject} ended well")
             yield TaskSuccessEvent(xcoms=xcoms)
             return
-        await self.hold_resume()
+        await hold_until(self.log, self.resume_not_before)
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
     async def _wait(self, poller: SharedPoller) -> WaitEvent:
