@@ -6,8 +6,8 @@ Importing this package is light: the HTTP server (uvicorn, Starlette) is only im
 
 - :class:`BuddyEmulator` -- the emulator (``with BuddyEmulator() as emu: ... emu.url``)
 - :class:`Fault` -- a fault to inject (status, drop, delay, malformed; before or after processing)
-- :class:`Scenario`, :func:`load_scenario` -- pipelines and how their runs play out (format: see
-  :mod:`airflow_provider_buddy.testing.scenario`)
+- :class:`Scenario`, :func:`load_scenario` -- pipelines, BRMS projects and how their runs play out (format:
+  see :mod:`airflow_provider_buddy.testing.scenario`)
 - ``python -m airflow_provider_buddy.testing.emulator --port 8765 --scenario FILE`` -- run it standalone
   (steered over HTTP: see :mod:`airflow_provider_buddy.testing.control`)
 - :mod:`airflow_provider_buddy.testing.pytest_plugin` -- the ``buddy_emulator`` fixture
@@ -30,7 +30,8 @@ from airflow_provider_buddy.testing.scenario import Scenario, ScenarioError, loa
 from airflow_provider_buddy.testing.server import BuddyEmulator
 
 DEMO_SCENARIO = Path(__file__).parent / "scenarios" / "demo.json"
-"""The example scenario shipped with the package (a release flow in project "web")."""
+"""The example scenario shipped with the package: a release flow in Buddy project "web", and GoRules project
+"pricing" with fixed ids (see :mod:`airflow_provider_buddy.testing.scenario`)."""
 
 __all__ = [
     "DEMO_SCENARIO",

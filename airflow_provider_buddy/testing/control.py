@@ -1,13 +1,13 @@
 """
 HTTP control endpoints under ``/__emulator__/`` (no auth), for an emulator running in another process.
 
-Errors are answered ``{"errors": [{"message": ...}]}``: 400 for a bad body, 404 for an unknown project,
-pipeline or execution.
+Errors are answered ``{"errors": [{"message": ...}]}``: 400 for a bad body (the message names the bad key),
+404 for an unknown project, pipeline or run.
 
 Shared:
 
 - ``GET  /__emulator__/`` -- API URL, active faults, and each service's settings (workspace, ``api_disabled``,
-  ``scopes``)
+  ``scopes``; ``gorules_projects``)
 - ``GET  /__emulator__/requests`` -- the recorded API requests (JSON list)
 - ``POST /__emulator__/reset-requests`` -- forget them
 - ``POST /__emulator__/faults`` -- add a fault (the fields of :class:`Fault`); ``DELETE`` removes all
@@ -22,6 +22,23 @@ Buddy.Works (:mod:`airflow_provider_buddy.testing.buddy.control`):
 - ``POST /__emulator__/start/{project}/{pipeline_id}`` -- start a run as from Buddy's UI (body: run body)
 - ``POST /__emulator__/approve/{project}/{pipeline_id}/{execution_id}`` -- approve as a person in Buddy's UI
   (optional body ``{"variables": [...]}``)
+
+GoRules BRMS (:mod:`airflow_provider_buddy.testing.gorules.control`; ``{env}`` is an environment's key or id):
+
+- ``GET  /__emulator__/gorules/projects`` -- every project: ids of its environments and releases, its settings
+- ``POST /__emulator__/gorules/projects`` -- add (or replace) a project: a scenario's project entry
+  (``{"name", "id", "environments", "releases", "deploy_answer", "comment_visible"}``; ``project_id`` also
+  names the id, as in ``add_gorules_project``)
+- ``POST /__emulator__/gorules/projects/{project}/releases`` -- add a release ``{"name", "version", "id",
+  "description"}`` (``release_id`` also names the id)
+- ``POST /__emulator__/gorules/projects/{project}/configure`` -- ``{"deploy_answer", "comment_visible"}``
+- ``GET  /__emulator__/gorules/projects/{project}/runs`` -- its runs as the API shows them, newest first
+- ``GET  /__emulator__/gorules/projects/{project}/runs/{run}`` -- one run
+- ``POST /__emulator__/gorules/projects/{project}/runs`` -- start a run as from the BRMS UI:
+  ``{"release_id", "environments": [env, ...], "comment"}``
+- ``POST /__emulator__/gorules/projects/{project}/runs/{run}/review`` -- a reviewer answers the pending review:
+  ``{"environment": env, "approve": true, "comment": "..."}`` (``approve`` false rejects)
+- ``GET  /__emulator__/gorules/projects/{project}/deployed`` -- what each environment runs now: ``{key: release_id}``
 """
 
 from __future__ import annotations

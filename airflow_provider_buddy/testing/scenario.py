@@ -1,5 +1,6 @@
 """
-Scenario definitions for the Buddy.Works emulator: which projects and pipelines exist and how runs play out.
+Scenario definitions for the emulator: which Buddy.Works projects and pipelines and which GoRules BRMS
+projects exist, and how their runs play out.
 
 A scenario is a JSON document (or the equivalent ``dict``)::
 
@@ -36,7 +37,32 @@ A scenario is a JSON document (or the equivalent ``dict``)::
             }
           ]
         }
-      ]
+      ],
+      "gorules": {                        # optional: the GoRules BRMS, served by the same server and token
+        "projects": [
+          {
+            "name": "pricing",            # optional, default "rules"
+            "id": "11111111-1111-4111-8111-111111111111",  # optional, default a new uuid
+            "environments": [             # in workflow order; default dev, staging (review), production (review)
+              "dev",                      # a plain key: {"key": "dev"}
+              {"key": "staging",          # default env<n>
+               "name": "Staging",         # default: the key, capitalised
+               "id": "22222222-2222-4222-8222-222222222202",  # default a new uuid
+               "review": true,            # a deployment waits for a reviewer (default false)
+               "duration": 5,             # emulated seconds a deployment takes (default 1)
+               "fails": false,            # a deployment ends in failure (default false) ...
+               "error": "S3 bucket rules-prod is not reachable"}  # ... with this event text
+            ],
+            "releases": [                 # published releases, oldest first
+              {"name": "Pricing rules", "version": "1.4.0",
+               "id": "33333333-3333-4333-8333-333333333301",  # default a new uuid
+               "description": ""}
+            ],
+            "deploy_answer": "run",       # the deploy call answers: "run" (the run), "id" ({"id"}) or "empty" ({})
+            "comment_visible": true       # a deploy comment shows in the job's data
+          }
+        ]
+      }
     }
 
 Actions: ``type`` is any Buddy action type. ``WAIT_FOR_APPLY`` (approval) and ``WAIT_FOR_VARIABLES``
@@ -46,7 +72,18 @@ default pair is made up when omitted); ``outputted_variables`` appear on the act
 succeeds. Outcomes TERMINATED and SKIPPED give the execution that status after all actions ran; FAILED
 makes ``fail_action`` end FAILED and the actions after it NOT_EXECUTED.
 
-Unknown keys anywhere are errors (they are usually typos), reported with the path of the bad key.
+GoRules: a run deploys a release to its environments in order; an environment with ``review`` stops the run
+in ``waiting`` until a reviewer answers (``review_in_gorules``, or ``POST /__emulator__/gorules/.../review``).
+Ids are free text (the BRMS uses uuids); fixed ones let a DAG's params name them before the emulator starts.
+Environment keys, environment ids and release ids are unique within a project, project ids within the scenario.
+
+Unknown keys anywhere are errors (they are usually typos), reported with the path of the bad key, e.g.
+``invalid scenario: gorules.projects.0.environments.1.review: Input should be a valid boolean``.
+
+The shipped ``scenarios/demo.json`` (:data:`airflow_provider_buddy.testing.DEMO_SCENARIO`) serves Buddy project
+"web" (four pipelines) and GoRules project "pricing" with fixed ids, for ``example_dags/gorules_release.py``:
+``project_id`` 11111111-1111-4111-8111-111111111111, ``environment_id`` 22222222-2222-4222-8222-222222222202
+(staging, review required), ``release_id`` 33333333-3333-4333-8333-333333333301 ("Pricing rules" 1.4.0).
 """
 
 from __future__ import annotations
@@ -60,22 +97,25 @@ from pydantic import Field
 
 from airflow_provider_buddy.testing._specs import ScenarioError, Spec, validate
 from airflow_provider_buddy.testing.buddy.specs import ProjectSpec
+from airflow_provider_buddy.testing.gorules.specs import GoRulesSpec
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario"]
 
 
 class Scenario(Spec):
     """
-    A whole emulated workspace.
+    A whole emulated set-up: the Buddy workspace and the GoRules BRMS.
 
-    :param workspace: the workspace's name (as in URLs).
+    :param workspace: the Buddy workspace's name (as in URLs).
     :param token: the only token the emulator accepts (for both services).
-    :param projects: the workspace's projects.
+    :param projects: the Buddy workspace's projects.
+    :param gorules: the GoRules BRMS's projects.
     """
 
     workspace: str = Field(default="acme", min_length=1)
     token: str = Field(default="test-token", min_length=1)
     projects: list[ProjectSpec] = Field(default_factory=list)
+    gorules: GoRulesSpec = Field(default_factory=GoRulesSpec)
 
 
 def load_scenario(source: Scenario | Mapping[str, Any] | str | Path) -> Scenario:

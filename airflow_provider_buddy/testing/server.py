@@ -116,6 +116,7 @@ class BuddyEmulator(BuddyEmulatorMixin, GoRulesEmulatorMixin):
         from airflow_provider_buddy.testing.control import build_control
         from airflow_provider_buddy.testing.gateway import Gateway
         from airflow_provider_buddy.testing.gorules.app import gorules_routes
+        from airflow_provider_buddy.testing.gorules.control import gorules_control
         from airflow_provider_buddy.testing.uvicorn_server import QuickStopServer
 
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
@@ -136,7 +137,7 @@ class BuddyEmulator(BuddyEmulatorMixin, GoRulesEmulatorMixin):
         self._core.api_base = f"{scheme}://{shown_host}:{port}{self._base_path}"
         gateway = Gateway(
             api_app([*buddy_routes(self._buddy), *gorules_routes(self._gorules)]),
-            build_control(self._core, self._faults, self._log, [buddy_control(self._buddy)]),
+            build_control(self._core, self._faults, self._log, [buddy_control(self._buddy), gorules_control(self._gorules)]),
             self._faults,
             self._log,
             self._base_path,
@@ -253,11 +254,12 @@ class BuddyEmulator(BuddyEmulatorMixin, GoRulesEmulatorMixin):
         return datetime.fromtimestamp(self._core.now(), tz=timezone.utc)
 
     def load_scenario(self, scenario: Scenario | Mapping[str, Any] | str | Path) -> None:
-        """Add a scenario's projects and pipelines (its workspace and token replace the current ones)."""
+        """Add a scenario's Buddy projects and pipelines and GoRules projects (its workspace and token replace the current ones)."""
         loaded = load_scenario(scenario)
         with self._core.lock:
             self._core.token = loaded.token
             self._buddy.load(loaded.workspace, loaded.projects)
+            self._gorules.load(loaded.gorules.projects)
 
     # --- faults and requests ----------------------------------------------------------------------------
 

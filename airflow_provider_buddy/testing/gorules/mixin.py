@@ -45,7 +45,7 @@ class GoRulesEmulatorMixin:
         comment_visible: bool = True,
     ) -> dict[str, Any]:
         """
-        Create a BRMS project.
+        Create a BRMS project (as a scenario's ``gorules.projects`` entry does).
 
         :param name: the project's name.
         :param environments: its environments, in workflow order: a key, or ``{"key", "name", "review",
@@ -85,6 +85,11 @@ class GoRulesEmulatorMixin:
         """Change what the project's deploy call answers, or whether it shows the deploy comment."""
         data = {"deploy_answer": deploy_answer, "comment_visible": comment_visible}
         self._gorules.configure(project_id, validate(GoRulesSettings, data, "GoRules project settings"))
+
+    def gorules_projects(self) -> list[dict[str, Any]]:
+        """Every BRMS project's set-up: ``{"id", "name", "environments": [{"key", "id", "name", "review"}],
+        "releases": [{"id", "name", "version"}], "deploy_answer", "comment_visible"}``."""
+        return self._gorules.describe_all()
 
     def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
         """The project's runs as the API shows them, newest first."""

@@ -123,3 +123,20 @@ class GoRulesProjectSpec(Spec):
             if len(set(values)) != len(values):
                 raise ValueError(f"{what} must be unique within a project, got {values}")
         return self
+
+
+class GoRulesSpec(Spec):
+    """
+    The scenario's ``gorules`` section.
+
+    :param projects: the BRMS projects.
+    """
+
+    projects: list[GoRulesProjectSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> GoRulesSpec:
+        ids = [project.id for project in self.projects if project.id]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"GoRules project ids must be unique, got {ids}")
+        return self

@@ -98,6 +98,12 @@ class GoRulesState:
                 self._add_release(project, release)
             return {"id": project.id, "name": project.name, "environments": {env.key: env.id for env in envs}}
 
+    def load(self, projects: Sequence[GoRulesProjectSpec]) -> None:
+        """Add a scenario's projects."""
+        with self.lock:
+            for spec in projects:
+                self.add_project(spec)
+
     def add_release(self, project_id: str, spec: ReleaseSpec) -> str:
         """Create a published release; returns its id."""
         with self.lock:
@@ -118,6 +124,24 @@ class GoRulesState:
                 project.deploy_answer = settings.deploy_answer
             if settings.comment_visible is not None:
                 project.comment_visible = settings.comment_visible
+
+    def describe(self, project_id: str) -> dict[str, Any]:
+        """A project's set-up: ids of its environments and releases, and its settings."""
+        with self.lock:
+            project = self._project(project_id)
+            return {
+                "id": project.id,
+                "name": project.name,
+                "environments": [{"key": e.key, "id": e.id, "name": e.name, "review": e.review} for e in project.environments.values()],
+                "releases": [r.ref() for r in project.releases.values()],
+                "deploy_answer": project.deploy_answer,
+                "comment_visible": project.comment_visible,
+            }
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        """Every project's set-up (:meth:`describe`), oldest first."""
+        with self.lock:
+            return [self.describe(project_id) for project_id in self._projects]
 
     # --- lookups -----------------------------------------------------------------------------------
     def _project(self, project_id: str) -> Project:
