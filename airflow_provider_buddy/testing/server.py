@@ -24,6 +24,19 @@ if TYPE_CHECKING:
     import uvicorn
 
 START_TIMEOUT = 10.0
+SERVER_PACKAGES = ("starlette", "uvicorn")
+
+
+def require_server_packages() -> None:
+    """The emulator's HTTP server needs the ``emulator`` extra; say so plainly when it is missing."""
+    import importlib.util
+
+    missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(
+            f"The Buddy/GoRules emulator's server needs packages that are not installed ({', '.join(missing)}): "
+            "pip install 'airflow-provider-buddy[emulator]'"
+        )
 
 
 def _normalise_base_path(base_path: str) -> str:
@@ -108,6 +121,7 @@ class BuddyEmulator(BuddyEmulatorMixin, GoRulesEmulatorMixin):
             raise RuntimeError("the emulator is already running")
         if port is not None:
             self._port = port
+        require_server_packages()
         import uvicorn
 
         from airflow_provider_buddy.testing._routing import api_app
