@@ -12,7 +12,7 @@ from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyErro
 from airflow_provider_buddy.hooks._base import ApiHookBase, Steps, walk_pages
 from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
-from airflow_provider_buddy.hooks._forms import BUDDY_FORM, DEFAULT_BUDDY_API_URL, field_behaviour
+from airflow_provider_buddy.hooks._forms import BUDDY_FORM, DEFAULT_BUDDY_API_URL, field_behaviour, form_widgets
 from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
 from airflow_provider_buddy.models.buddy import (
     ActionExecution,
@@ -99,6 +99,11 @@ class BuddyHook(ApiHookBase):
         return f"BuddyHook(buddy_conn_id={self.buddy_conn_id!r})"
 
     # ---- the Airflow connection form ---------------------------------------------------------
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the form on Airflow 3.1 (3.2+ reads them from the provider info)."""
+        return form_widgets(BUDDY_FORM)
+
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide the fields Buddy does not use and name the others as Buddy does (Airflow 3.2+ reads the same form

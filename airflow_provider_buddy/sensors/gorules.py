@@ -11,6 +11,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
+from airflow_provider_buddy.links import GoRulesRunLink
 from airflow_provider_buddy.utils.arguments import default_deferrable, is_template, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
 from airflow_provider_buddy.utils.deferral import ended_in_triggerer
@@ -44,6 +45,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("project_id", "run_id")
     ui_color = "#3b5bdb"
+    operator_extra_links = (GoRulesRunLink(),)
 
     _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
 
@@ -90,9 +92,10 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
+        project_id, run_id = self._ids()
+        self.show_run(context, project_id, run_id)
         if not self.deferrable:
             return super().execute(context)
-        project_id, run_id = self._ids()
         end_time = time.time() + float(self.timeout) if self.timeout else None
         return self.first_look_or_defer(project_id, run_id, float(self.poke_interval), end_time=end_time)
 
