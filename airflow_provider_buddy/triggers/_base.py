@@ -180,6 +180,28 @@ class PollingTrigger(BaseTrigger):
         finally:
             poller.forget(self.read_key)
 
+    async def _task_still_deferred(self) -> bool:
+        """True when the task instance is still deferred: Airflow 3.3 also calls ``on_kill`` on a triggerer whose
+        triggers were handed to another one after its heartbeat lapsed (apache/airflow#73454), not only when a person
+        cleared or marked the task."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            # no public API lets a trigger read its task's state; the triggerer answers this task-runner request
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+            from asgiref.sync import sync_to_async
+
+            map_index = ti.map_index if ti.map_index >= 0 else None
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=map_index
+            )
+        except Exception as exc:  # cannot tell: treat the kill as a person's
+            self.log.debug("Could not read the task's state (%s)", exc)
+            return False
+        key = ti.task_id if map_index is None else f"{ti.task_id}_{map_index}"
+        return str(states.get(ti.run_id, {}).get(key) or "").lower() == "deferred"
+
     # ---- reading through the triggerer's shared poller ---------------------------------------------
     async def shared_hook(self, poller: SharedPoller) -> Any:
         """The service's hook for :attr:`conn_id`, on the poller's pooled client."""
@@ -294,6 +316,13 @@ class PollingTrigger(BaseTrigger):
         """Airflow 3.3+: the task was killed while deferred; cancel the object when asked to."""
         if not self.cancel_on_kill:
             self.log.info("Task killed; %s left going (cancel_on_kill is off)", self.subject)
+            return
+        if await self._task_still_deferred():
+            self.log.warning(
+                "Airflow called on_kill although the task still waits on this trigger: the trigger was handed to another "
+                "triggerer (apache/airflow#73454); %s is left to it, not cancelled",
+                self.subject,
+            )
             return
         poller = SharedPoller.for_running_loop()
         async with poller.lease():
