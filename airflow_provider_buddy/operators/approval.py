@@ -5,18 +5,21 @@ request appears in Airflow's "Required actions" view; Approve sends ``APPLY`` (o
 with the form's answers) to the waiting Buddy action, Reject cancels the execution and skips the
 downstream tasks, and the decision is recorded on both sides.
 
-Airflow can fail a gate answered within seconds of asking (its defer race, apache/airflow#67287, #72716). The gate
-is built so that the answer is still applied, once: on Airflow 3.1 and 3.2 it is applied in the triggerer
-(:class:`~airflow_provider_buddy.triggers.approval.BuddyApprovalTrigger`), where no worker resumes; on 3.3, where a
-live answer resumes the worker, a retry reads the answer Airflow recorded and applies it in the triggerer instead
-of asking again. Hence the gate's default ``retries=1``.
+Airflow can fail a gate answered within seconds of asking (its defer race, apache/airflow#67287, #72716), and on 3.3
+an answer given while the task parks can leave it parked for good. The gate is built so that the answer is still
+applied, once: it waits in the triggerer (:class:`~airflow_provider_buddy.triggers.approval.BuddyApprovalTrigger`),
+which applies an answer there (no worker resumes, so the race cannot hit it), including one given before it
+started. Airflow 3.3 resumes the worker itself when a person answers while the trigger waits: the worker applies it,
+and if Airflow fails that try, the retry reads the answer Airflow recorded and applies it in the triggerer instead
+of asking again. Hence the gate's default ``retries=1``. Under ``dag.test()``, where no triggerer can read answers,
+the gate waits as Airflow's own does.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -156,16 +159,23 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
 
     def _ask(self, context: Context) -> Any:
         self.log.info("Asking in Airflow: %s", self.subject)
-        return super().execute(context)  # Airflow 3.3: waits for input; 3.1/3.2: defers (see defer below)
+        try:
+            return super().execute(context)  # 3.1/3.2: the standard gate defers (see defer below)
+        except Exception as exc:
+            if type(exc).__name__ != "TaskAwaitingInput" or _under_dag_test(context):
+                raise
+        # Airflow 3.3 parks the task awaiting input; an answer given while it parks can leave it parked for good (seen in
+        # real deployments). The gate's trigger waits instead: it also finds an answer given before it started.
+        self.defer(trigger=HITLTrigger(**self._hitl_kwargs(context, timeout=self.response_timeout)), method_name="execute_complete")
 
-    def _hitl_kwargs(self, context: Context) -> dict[str, Any]:
+    def _hitl_kwargs(self, context: Context, *, timeout: timedelta | None = None) -> dict[str, Any]:
         return {
             "ti_id": context["ti"].id,
             "options": self.options,
             "params": self.serialized_params,
             "defaults": self.defaults,
             "multiple": self.multiple,
-            "timeout_datetime": None,
+            "timeout_datetime": datetime.now(timezone.utc) + timeout if timeout else None,
         }
 
     def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None) -> NoReturn:
@@ -226,6 +236,13 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         self.log.info("%s", decision["note"])
         context["ti"].xcom_push(key=DECISION_KEY, value=decision)
         return super().execute_complete(context=context, event=event)
+
+
+def _under_dag_test(context: Context) -> bool:
+    """True in ``dag.test()`` / ``airflow dags test``: no triggerer there can read a person's answer, so the gate waits
+    as Airflow's own does (the test loop resolves it)."""
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "triggering_user_name", None) == "dag_test"
 
 
 def _pipeline_label(execution: Execution) -> str:
