@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -23,12 +24,13 @@ from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id
 from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_buddy.utils.buddy_waiting import BuddyWaitEvent
 
@@ -55,6 +57,9 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
+        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first). Not with
+        encrypted or templated approval answers.
     """
 
     wait_returns = "summary"
@@ -78,6 +83,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         skipped_is_success: bool = False,
         log_tail_lines: int = DEFAULT_LOG_TAIL,
         deferrable: bool | None = None,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30.0)
@@ -97,7 +103,36 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         check_bool(deferrable, "deferrable", optional=True)
         self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         check_positive_int(execution_id, "execution_id")
+        check_bool(start_from_trigger, "start_from_trigger")
         self._approved: set[str] = set()
+        if start_from_trigger and self.deferrable and _plain_answers(approval_variables):
+            self.start_from_trigger = True
+            self.start_trigger_args = self._start_in_triggerer()
+
+    def _start_in_triggerer(self) -> StartTriggerArgs:
+        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
+        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
+        from airflow.triggers.base import StartTriggerArgs
+
+        return StartTriggerArgs(
+            trigger_cls="airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",
+            trigger_kwargs={
+                "buddy_conn_id": self.buddy_conn_id,
+                "project_name": self.project_name,
+                "pipeline_id": self.pipeline_id,
+                "execution_id": self.execution_id,
+                "workspace": self.workspace,
+                "poll_interval": float(self.poke_interval),
+                "on_approval": self.on_approval,
+                "approval_variables": self.approval_variables,
+                "skipped_is_success": self.skipped_is_success,
+                "log_tail": self.log_tail_lines,
+                "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then mask the rendered encrypted answers before Airflow records the rendered fields."""
@@ -143,5 +178,16 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         """Called when the trigger fires: the same results as poke mode."""
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
+        BuddyExecutionLink.persist(context, event.get("html_url"))
         pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
         return self.resume_wait(event, pipeline_id, float(self.poke_interval))
+
+
+def _plain_answers(approval_variables: Any) -> bool:
+    """True when the approval answers may go into a trigger started by Airflow: none, or literal and not encrypted
+    (a template is rendered in the triggerer only as text; secrets never go into a trigger)."""
+    if approval_variables is None:
+        return True
+    if is_template(approval_variables):
+        return False
+    return not any(v.encrypted for v in approval_variables_of(approval_variables))

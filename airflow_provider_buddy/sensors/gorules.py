@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -12,14 +13,15 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
-from airflow_provider_buddy.utils.arguments import default_deferrable, is_template, non_empty
+from airflow_provider_buddy.utils.arguments import check_bool, default_deferrable, is_template, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
@@ -39,6 +41,8 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
+        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first).
     """
 
     wait_returns = "summary"
@@ -57,6 +61,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         gorules_conn_id: str = GoRulesHook.default_conn_name,
         on_approval: str = "wait",
         deferrable: bool | None = None,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30.0)
@@ -71,6 +76,30 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
             value = getattr(self, name)
             if not is_template(value):
                 non_empty(value, name)
+        check_bool(start_from_trigger, "start_from_trigger")
+        if start_from_trigger and self.deferrable:
+            self.start_from_trigger = True
+            self.start_trigger_args = self._start_in_triggerer()
+
+    def _start_in_triggerer(self) -> StartTriggerArgs:
+        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
+        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
+        from airflow.triggers.base import StartTriggerArgs
+
+        return StartTriggerArgs(
+            trigger_cls="airflow_provider_buddy.triggers.gorules.GoRulesRunTrigger",
+            trigger_kwargs={
+                "gorules_conn_id": self.gorules_conn_id,
+                "project_id": self.project_id,
+                "run_id": self.run_id,
+                "poll_interval": float(self.poke_interval),
+                "on_approval": self.on_approval,
+                "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
 
     @cached_property
     def hook(self) -> GoRulesHook:
@@ -103,4 +132,5 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         """Called when the trigger fires: the same results as poke mode."""
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
+        self.show_run(context, *self._ids())
         return self.finish_wait(event)

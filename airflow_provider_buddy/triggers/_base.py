@@ -202,6 +202,11 @@ class PollingTrigger(BaseTrigger):
         key = ti.task_id if map_index is None else f"{ti.task_id}_{map_index}"
         return str(states.get(ti.run_id, {}).get(key) or "").lower() == "deferred"
 
+    async def prepare(self, poller: SharedPoller) -> None:
+        """Make the arguments usable before the first look. A task that starts in the triggerer (``start_from_trigger``)
+        hands its arguments unrendered: Airflow renders them into the trigger just before :meth:`run`, so a trigger
+        checks (and resolves) them here; a ValueError names the argument."""
+
     # ---- reading through the triggerer's shared poller ---------------------------------------------
     async def shared_hook(self, poller: SharedPoller) -> Any:
         """The service's hook for :attr:`conn_id`, on the poller's pooled client."""
@@ -231,15 +236,20 @@ class PollingTrigger(BaseTrigger):
         """The watched object's id, from ``event`` (what an operator returns)."""
         ...
 
+    def link_xcoms(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The task's extra link, as XComs (a task that started in the triggerer never stored it itself)."""
+        return {}
+
     def task_end_xcoms(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The XComs to end the task with in the triggerer, or None when a worker must take the event."""
         end = self.end_in_triggerer
         if end is None or event.get("status") not in ENDS_WELL:
             return None
         summary = self.summary(event)
+        xcoms: dict[str, Any] = self.link_xcoms(event)
         if end["returns"] == "summary":
-            return {"return_value": summary} if end["push_return_value"] else {}
-        xcoms: dict[str, Any] = {"summary": summary}
+            return {**xcoms, "return_value": summary} if end["push_return_value"] else xcoms
+        xcoms["summary"] = summary
         if end["push_return_value"]:
             xcoms["return_value"] = self.object_id(event)
         return xcoms
@@ -251,7 +261,12 @@ class PollingTrigger(BaseTrigger):
         self.log.info("%s", self.describe_wait())
         async with poller.lease():
             try:
+                await self.prepare(poller)
                 payload = await self._wait(poller)
+            except (ValueError, TypeError) as exc:  # a templated argument that rendered to something unusable
+                payload = self.error_payload(str(exc), ErrorKind.CONFIGURATION)
+            except ProviderApiError as exc:
+                payload = self.error_payload(str(exc), exc.kind)
             except Exception as exc:  # never crash the triggerer: report and end
                 self.log.exception("Unexpected error while waiting on %s", self.subject)
                 payload = self.error_payload(f"unexpected {type(exc).__name__} while waiting: {exc}", None)

@@ -214,3 +214,33 @@ def test_buddy_not_answering_well_does_not_end_the_wait(emulator: BuddyEmulator,
     assert states(dag_run) == {"start": "success", "wait": "success"} and dag_run.get_task_instance("wait").try_number == 1
     assert xcom(dag_run, "wait")["status"] == "SUCCESSFUL" and emulator.faults == []
     assert "still waiting, looking again later" in logs.text
+
+
+def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() -> None:
+    """What the scheduler reads (the serialized DAG) says: start in the triggerer, with the templated arguments kept for
+    the triggerer to render; a sensor given encrypted answers, or waiting in a worker, does not."""
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
+
+    with DAG(dag_id="start_in_triggerer", schedule=None) as dag:
+        BuddyExecutionSensor(
+            task_id="sense", project_name="web", pipeline_id="build", execution_id="{{ ti.xcom_pull('run') }}", deferrable=True
+        )
+        BuddyExecutionSensor(task_id="poke", project_name="web", pipeline_id=1, execution_id=1, deferrable=False)
+        BuddyExecutionSensor(
+            task_id="secret",
+            project_name="web",
+            pipeline_id=1,
+            execution_id=1,
+            deferrable=True,
+            on_approval="approve",
+            approval_variables=[{"key": "K", "value": "s3cr3t-value", "encrypted": True}],
+        )
+    loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    sense = loaded.get_task("sense")
+    assert sense.start_from_trigger is True
+    assert sense.start_trigger_args.trigger_cls == "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger"
+    kwargs = BaseSerialization.deserialize(sense.start_trigger_args.trigger_kwargs)  # as the scheduler decodes them
+    assert kwargs["execution_id"] == "{{ ti.xcom_pull('run') }}" and kwargs["end_in_triggerer"]["returns"] == "summary"
+    assert not loaded.get_task("poke").start_from_trigger and not loaded.get_task("secret").start_from_trigger
+    assert loaded.get_task("secret").start_trigger_args is None  # encrypted answers never go into trigger kwargs
