@@ -5,8 +5,8 @@ Every test in this folder is marked ``e2e`` (``make unit`` leaves them out, ``ma
 table of every scenario is printed at the end of the session and written, with the details, to
 ``tmp/test-output/e2e/results.json``; the components' logs are in ``tmp/test-output/e2e/logs/``.
 
-Knobs (environment): ``E2E_EMULATOR_SPEED`` (emulated Buddy seconds per real second, default 0.5: the demo's
-2-second steps take 4 s, as a slow machine would need anyway), ``E2E_DATABASE=sqlite`` (SQLite in the home instead of
+Knobs (environment): ``E2E_EMULATOR_SPEED`` (emulated Buddy seconds per real second, default 1: the demo's steps
+take the seconds demo.json gives them), ``E2E_DATABASE=sqlite`` (SQLite in the home instead of
 PostgreSQL; see the notes in harness.py for what that does under load), ``E2E_KEEP=1`` (leave the output of an
 earlier session in place; by default each session starts from an empty output folder).
 """
@@ -44,10 +44,13 @@ TIMINGS: dict[str, float] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark this folder's tests ``e2e``; the browser tests go last (their DAG runs, started with the deployment, are
+    at their gate by then)."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_browser.py")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class E2E:
     answerer: HitlAnswerer
     gorules_port: int
     postgres: PostgresProcess | None = None
+    browser_runs: list[str] = field(default_factory=list)  # buddy_release runs whose gate the browser test answers
     results: list[ScenarioResult] = field(default_factory=list)
 
     def record(self, result: ScenarioResult) -> None:
@@ -90,7 +94,7 @@ def e2e() -> Iterator[E2E]:
         if os.environ.get("E2E_DATABASE", "postgres") != "sqlite":
             postgres = PostgresProcess(book, OUTPUT / "logs").start()
         scenario = REPO / "airflow_provider_buddy" / "testing" / "scenarios" / "demo.json"
-        emulator = EmulatorProcess(scenario, OUTPUT / "logs", book=book, speed=float(os.environ.get("E2E_EMULATOR_SPEED", "0.5"))).start()
+        emulator = EmulatorProcess(scenario, OUTPUT / "logs", book=book, speed=float(os.environ.get("E2E_EMULATOR_SPEED", "1"))).start()
         gorules_port = free_port()  # test_gorules_release starts its emulator here
         connections = {
             "buddy_default": {"conn_type": "buddy", "host": emulator.url, "login": emulator.workspace, "password": emulator.token},
@@ -101,10 +105,13 @@ def e2e() -> Iterator[E2E]:
         deployment.start(EXAMPLE_DAGS)
         for dag_id in EXAMPLE_DAGS:
             deployment.rest.unpause(dag_id)
+        # two runs for the browser test, started now so they wait at their gate by the time it runs (two: one that
+        # Airflow's defer race fails before its gate does not fail the browser test)
+        browser_runs = [deployment.rest.trigger("buddy_release", f"browser_{i}", {"branch": "main", "comment": f"browser {i}"}) for i in range(2)]
         answerer = HitlAnswerer(deployment.new_api()).start()
         TIMINGS.update({f"deployment {k}": round(v, 1) for k, v in deployment.timings.items()})
         TIMINGS["deployment start-up (all)"] = round(time.monotonic() - started, 1)
-        yield E2E(OUTPUT, book, emulator, deployment, answerer, gorules_port, postgres)
+        yield E2E(OUTPUT, book, emulator, deployment, answerer, gorules_port, postgres, browser_runs=browser_runs)
     finally:
         stopping = time.monotonic()
         if answerer is not None:

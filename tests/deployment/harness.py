@@ -300,6 +300,7 @@ class PostgresProcess:
         self.port = free_port()
         self.url = f"postgresql+psycopg://airflow@127.0.0.1:{self.port}/airflow"
         self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
         argv = [str(bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
         for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=300", "shared_buffers=64MB"):
             argv += ["-c", setting]

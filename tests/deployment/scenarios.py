@@ -98,11 +98,15 @@ class ScenarioResult:
         return asdict(self)
 
     def problems(self) -> list[str]:
-        """What makes the scenario fail (empty when everything held)."""
+        """
+        What makes the scenario fail (empty when everything held): outcomes, not Airflow's own mishaps. A try failed by
+        the defer race is counted and shown, but a product that survives it (the DAG run still ends as it should, Buddy
+        is left in the right state, nothing is sent twice) passes.
+        """
         found = []
         if self.dag_runs_as_expected != self.dag_runs:
             found.append(f"{self.dag_runs - self.dag_runs_as_expected} of {self.dag_runs} DAG runs did not end as expected")
-        for name in ("race_failed_tries", "stuck_after_answer", "orphaned", "inconsistent", "duplicates", "approvals_twice", "rejects_without_cancel"):
+        for name in ("stuck_after_answer", "orphaned", "inconsistent", "duplicates", "approvals_twice", "rejects_without_cancel"):
             if getattr(self, name):
                 found.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
         return found
@@ -144,7 +148,7 @@ class Scenario:
         return new
 
     # ---- waiting ----
-    def wait(self, timeout: float, *, stuck_after: float = 45.0) -> None:
+    def wait(self, timeout: float, *, stuck_after: float = 30.0) -> None:
         """
         Wait until every DAG run ended, or waits on a gate that was answered ``stuck_after`` seconds ago (stuck: marked
         failed through the REST API, as an operator would, so nothing of it lingers); raises TimeoutError after ``timeout``.
@@ -183,7 +187,7 @@ class Scenario:
         return time.time() - timestamp(str(detail["responded_at"])) > stuck_after
 
     # ---- judging ----
-    def collect(self, settle: float = 30.0) -> ScenarioResult:
+    def collect(self, settle: float = 10.0) -> ScenarioResult:
         """Count everything (see the module's docstring); Buddy executions get ``settle`` seconds to reach a final state."""
         result = self.result
         result.dag_runs = len(self.plans)

@@ -67,7 +67,7 @@ def _assert_clean(result: Any) -> None:
 # ---- every example DAG to its end, gates answered by a person ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=RACE)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=RACE)
 def test_examples_with_human_answers(e2e: E2E) -> None:
     """buddy_release and buddy_pass_arguments, each gate answered Approve and Reject after 2-5 s; buddy_cancel_on_timeout."""
     tag = _tag()
@@ -97,7 +97,11 @@ def test_examples_with_human_answers(e2e: E2E) -> None:
     assert any({v["key"]: v["value"] for v in body.get("variables", [])} == PASS_ARGUMENTS for body in sent), sent
 
 
-@pytest.mark.xfail(strict=False, reason="the emulator has no GoRules scenario keys yet (scenario.py rejects 'gorules'), so gorules_release cannot run against a standalone emulator")
+@pytest.mark.xfail(
+    strict=False,
+    raises=AssertionError,
+    reason="the emulator has no GoRules scenario keys yet (scenario.py rejects 'gorules'), so gorules_release cannot run against a standalone emulator",
+)
 def test_gorules_release(e2e: E2E) -> None:
     """gorules_release against a standalone emulator serving GoRules: deploy to staging, Promote at the gate, rollout."""
     scenario_file = e2e.out / "gorules-scenario.json"
@@ -121,7 +125,10 @@ def test_gorules_release(e2e: E2E) -> None:
     )
     gorules = EmulatorProcess(scenario_file, e2e.out / "logs", book=e2e.book, port=e2e.gorules_port, name="gorules-emulator")
     try:
-        gorules.start(timeout=20)
+        try:
+            gorules.start(timeout=20)
+        except RuntimeError as exc:
+            raise AssertionError(f"the standalone emulator refuses a GoRules scenario: {exc}") from None
         run_id = f"gorules_{_tag()}"
         scenario = Scenario("gorules_release", e2e.deployment, e2e.emulator, e2e.answerer)
         scenario.start([RunPlan("gorules_release", run_id, {"project_id": project, "release_id": release, "environment_id": environment}, Answer("Promote", delay=HUMAN))])
@@ -136,7 +143,7 @@ def test_gorules_release(e2e: E2E) -> None:
 # ---- gates answered fast, many times ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=RACE)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=RACE)
 def test_gates_answered_fast(e2e: E2E) -> None:
     """Ten runs of each gated example, concurrently, each gate answered within 0.5 s of its request (Approve and Reject)."""
     tag = _tag()
@@ -157,7 +164,7 @@ def test_gates_answered_fast(e2e: E2E) -> None:
 # ---- restarts -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=RACE)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=RACE)
 def test_triggerer_restart_while_deferred(e2e: E2E) -> None:
     """SIGTERM the triggerer while every run's build waits deferred, start a new one: no run lost, cancelled or doubled."""
     tag = _tag()
@@ -182,7 +189,7 @@ def test_triggerer_restart_while_deferred(e2e: E2E) -> None:
     _assert_clean(result)
 
 
-@pytest.mark.xfail(strict=False, reason=RACE)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=RACE)
 def test_scheduler_restart_mid_run(e2e: E2E) -> None:
     """SIGTERM the scheduler while runs are between build and the gate, start a new one: every run still ends right."""
     tag = _tag()
