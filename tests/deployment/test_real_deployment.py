@@ -237,3 +237,15 @@ def test_scenario_file_is_the_packaged_demo() -> None:
     data = json.loads((REPO / "airflow_provider_buddy" / "testing" / "scenarios" / "demo.json").read_text())
     ids = {p["identifier"]: p["id"] for p in data["projects"][0]["pipelines"]}
     assert ids == {"build": 1, "deploy-staging": 2, "release-notes": 3, "long-deploy": 4}
+
+
+def test_connection_test_button_reaches_the_emulator(e2e: E2E) -> None:
+    """The UI's Test button (``POST /api/v2/connections/test``, ``[core] test_connection = Enabled``) runs the buddy
+    hook's test_connection in the api-server: it reads the emulator's workspace, and names what to fix on a bad token."""
+    api, emulator = e2e.deployment.rest, e2e.emulator
+    body = {"connection_id": "e2e_buddy_test", "conn_type": "buddy", "host": emulator.url, "login": emulator.workspace, "password": emulator.token}
+    good = api.request("POST", "/api/v2/connections/test", json=body)
+    assert good.status_code == 200 and good.json()["status"] is True, good.text
+    bad = api.request("POST", "/api/v2/connections/test", json={**body, "password": "not-the-token"})
+    assert bad.status_code == 200 and bad.json()["status"] is False, bad.text
+    assert "not-the-token" not in bad.text
