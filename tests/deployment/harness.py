@@ -10,8 +10,9 @@
 - :class:`HitlAnswerer` -- a person (or a script) answering "Required actions" through ``PATCH .../hitlDetails``
   after a delay, recording when each request appeared and when it was answered.
 
-Every process started here carries ``E2E_HARNESS_ID=<uuid>`` in its environment; :func:`reaper.sweep` kills
-exactly those (and a reaper process does it if the test process dies without tearing down), so a stop never
+Every process started here runs in a session of its own whose id is written to a file, and carries
+``E2E_HARNESS_ID=<uuid>`` in its environment; :func:`reaper.sweep` kills exactly the processes of those sessions or
+with that marker (and a reaper process does it if the test process dies without tearing down), so a stop never
 touches anybody else's processes on a shared machine. Everything binds to 127.0.0.1 on free ports.
 """
 
@@ -551,7 +552,6 @@ class Answer:
     choice: str
     params_input: dict[str, Any] = field(default_factory=dict)
     delay: tuple[float, float] = (2.0, 5.0)
-    hold: threading.Event | None = None  # when given, not answered before it is set (held across a restart)
 
 
 @dataclass
@@ -643,10 +643,6 @@ class HitlAnswerer:
             self._stop.wait(self.interval)
 
     def _answer(self, record: AnswerRecord, answer: Answer, map_index: int) -> None:
-        if answer.hold is not None:
-            while not answer.hold.wait(0.2):
-                if self._stop.is_set():
-                    return
         due = timestamp(record.created_at) + random.uniform(*answer.delay)
         while time.time() < due and not self._stop.is_set():
             time.sleep(min(0.05, max(0.0, due - time.time())))
