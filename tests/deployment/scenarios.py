@@ -13,7 +13,8 @@ What one scenario collects (:class:`ScenarioResult`):
   ``awaiting_input`` -- the answer was taken while the task was still parking itself, and nothing resumes it;
 - **orphaned**: a Buddy execution a DAG run started that is not in a final state ``settle`` seconds after that DAG
   run ended (it waits for a person in Buddy, or runs on, with nobody in Airflow waiting for it);
-- **inconsistent**: a final Buddy state that contradicts the DAG run (approved and succeeded, but not SUCCESSFUL; ...);
+- **inconsistent**: a final Buddy state that contradicts the DAG run (approved and succeeded, but not SUCCESSFUL; Buddy
+  deployed -- SUCCESSFUL after the approval -- but the DAG run failed; Reject not TERMINATED; timed out, not cancelled);
 - **duplicates**: more than one execution carrying one task instance's ``[airflow:<hash>]`` marker;
 - **approvals sent twice**: more than one APPLY / APPLY_VARIABLES PATCH to one execution;
 - **rejects without CANCEL**: a Reject answered in Airflow with no CANCEL PATCH to the execution.
@@ -260,6 +261,12 @@ class Scenario:
                 gate_execution = mine[-1]
             if not mine and tasks.get(task_id) not in (None, "None", "upstream_failed", "skipped", "removed"):
                 result.notes.append(f"{plan.dag_id}/{plan.run_id}.{task_id}: task {tasks.get(task_id)} but no Buddy execution carries its marker")
+        if gate_execution is not None and state == "failed" and gate_execution["status"] == "SUCCESSFUL":
+            result.inconsistent += 1
+            result.notes.append(
+                f"{plan.dag_id}/{plan.run_id}: Buddy execution {gate_execution['id']} SUCCESSFUL (approved, deployed) but the DAG run "
+                f"failed (tasks {tasks})"
+            )
         # what the gate's answer should have done in Buddy
         if gate_execution is not None and plan.choice is not None and tasks.get(gate[0] if gate else "") == "success":
             operations = patches.get((RUN_TASKS[plan.dag_id][gate[1]] if gate else 0, int(gate_execution["id"])), [])
