@@ -92,9 +92,11 @@ def e2e() -> Iterator[E2E]:
     answerer: HitlAnswerer | None = None
     try:
         if os.environ.get("E2E_DATABASE", "postgres") != "sqlite":
-            postgres = PostgresProcess(book, OUTPUT / "logs").start()
+            postgres = PostgresProcess(book, OUTPUT / "logs")  # assigned first: a failed start still removes its data folder
+            postgres.start()
         scenario = REPO / "airflow_provider_buddy" / "testing" / "scenarios" / "demo.json"
-        emulator = EmulatorProcess(scenario, OUTPUT / "logs", book=book, speed=float(os.environ.get("E2E_EMULATOR_SPEED", "1"))).start()
+        emulator = EmulatorProcess(scenario, OUTPUT / "logs", book=book, speed=float(os.environ.get("E2E_EMULATOR_SPEED", "1")))
+        emulator.start()
         gorules_port = free_port()  # test_gorules_release starts its emulator here
         connections = {
             "buddy_default": {"conn_type": "buddy", "host": emulator.url, "login": emulator.workspace, "password": emulator.token},
