@@ -104,6 +104,11 @@ class ProcessBook:
         with self.sessions_file.open("a") as out:
             out.write(f"{pid}\n")
 
+    def register_folder(self, folder: Path) -> None:
+        """A throwaway folder outside the output folder, removed by the reaper if the test process dies."""
+        with (self.sessions_file.parent / "folders.txt").open("a") as out:
+            out.write(f"{folder}\n")
+
     def sweep(self, grace: float = 5.0) -> list[int]:
         """Kill every process of the book still alive; returns their pids."""
         return reaper.sweep(self.marker, str(self.sessions_file), grace=grace)
@@ -297,6 +302,7 @@ class PostgresProcess:
         self.user = "postgres" if os.geteuid() == 0 else None
         self.root = Path(tempfile.mkdtemp(prefix="e2e-postgres-"))  # not under pytest's 0700 tmp: the postgres user must reach it
         self.root.chmod(0o755)
+        book.register_folder(self.root)
         self.data = self.root / "data"
         self.port = free_port()
         self.url = f"postgresql+psycopg://airflow@127.0.0.1:{self.port}/airflow"

@@ -2,7 +2,8 @@
 
 ``python reaper.py WATCHED_PID MARKER SESSIONS_FILE``: polls WATCHED_PID every half second; when it has exited
 (also when pytest was killed, or pytest-timeout ended it with ``os._exit``, so no fixture teardown ran), it
-kills the deployment's processes (SIGTERM, then SIGKILL) and exits.
+kills the deployment's processes (SIGTERM, then SIGKILL), removes the folders listed in ``folders.txt`` beside
+SESSIONS_FILE (the throwaway PostgreSQL data outside the output folder), and exits.
 
 A process belongs to the deployment when its session id is one the harness started (each component and the
 emulator start in a new session, whose id is their pid, listed in SESSIONS_FILE; Airflow's workers and task
@@ -91,11 +92,26 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def remove_folders(sessions_file: str) -> None:
+    """Remove the throwaway folders the harness listed in ``folders.txt`` beside the sessions file (PostgreSQL's data)."""
+    import shutil
+
+    listing = os.path.join(os.path.dirname(sessions_file), "folders.txt")
+    try:
+        with open(listing) as handle:
+            folders = [line.strip() for line in handle if line.strip()]
+    except OSError:
+        return
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     watched, marker, sessions_file = int(argv[1]), argv[2], argv[3]
     while _alive(watched):
         time.sleep(0.5)
     sweep(marker, sessions_file)
+    remove_folders(sessions_file)
     return 0
 
 
