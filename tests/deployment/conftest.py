@@ -31,13 +31,11 @@ from tests.deployment.harness import (
     HitlAnswerer,
     PostgresProcess,
     ProcessBook,
-    free_port,
 )
 from tests.deployment.scenarios import ScenarioResult, format_table
 
 OUTPUT = REPO / "tmp" / "test-output" / "e2e"
 EXAMPLE_DAGS = ("buddy_release", "buddy_pass_arguments", "buddy_cancel_on_timeout", "gorules_release")
-GORULES_TOKEN = "gorules-e2e-token"
 
 RESULTS: list[ScenarioResult] = []
 TIMINGS: dict[str, float] = {}
@@ -62,7 +60,6 @@ class E2E:
     emulator: EmulatorProcess
     deployment: AirflowDeployment
     answerer: HitlAnswerer
-    gorules_port: int
     postgres: PostgresProcess | None = None
     browser_runs: list[str] = field(default_factory=list)  # buddy_release runs whose gate the browser test answers
     results: list[ScenarioResult] = field(default_factory=list)
@@ -97,10 +94,9 @@ def e2e() -> Iterator[E2E]:
         scenario = REPO / "airflow_provider_buddy" / "testing" / "scenarios" / "demo.json"
         emulator = EmulatorProcess(scenario, OUTPUT / "logs", book=book, speed=float(os.environ.get("E2E_EMULATOR_SPEED", "1")))
         emulator.start()
-        gorules_port = free_port()  # test_gorules_release starts its emulator here
-        connections = {
+        connections = {  # one emulator serves both (demo.json has a GoRules project): one token
             "buddy_default": {"conn_type": "buddy", "host": emulator.url, "login": emulator.workspace, "password": emulator.token},
-            "gorules_default": {"conn_type": "gorules", "host": f"http://127.0.0.1:{gorules_port}", "password": GORULES_TOKEN},
+            "gorules_default": {"conn_type": "gorules", "host": emulator.url, "password": emulator.token},
         }
         dags = [REPO / "example_dags" / f"{name}.py" for name in EXAMPLE_DAGS]
         deployment = AirflowDeployment(OUTPUT, dags, connections, book=book, database_url=postgres.url if postgres else None)
@@ -109,11 +105,13 @@ def e2e() -> Iterator[E2E]:
             deployment.rest.unpause(dag_id)
         # two runs for the browser test, started now so they wait at their gate by the time it runs (two: one that
         # Airflow's defer race fails before its gate does not fail the browser test)
-        browser_runs = [deployment.rest.trigger("buddy_release", f"browser_{i}", {"branch": "main", "comment": f"browser {i}"}) for i in range(2)]
+        browser_runs = [
+            deployment.rest.trigger("buddy_release", f"browser_{i}", {"branch": "main", "comment": f"browser {i}"}) for i in range(2)
+        ]
         answerer = HitlAnswerer(deployment.new_api()).start()
         TIMINGS.update({f"deployment {k}": round(v, 1) for k, v in deployment.timings.items()})
         TIMINGS["deployment start-up (all)"] = round(time.monotonic() - started, 1)
-        yield E2E(OUTPUT, book, emulator, deployment, answerer, gorules_port, postgres, browser_runs=browser_runs)
+        yield E2E(OUTPUT, book, emulator, deployment, answerer, postgres, browser_runs=browser_runs)
     finally:
         stopping = time.monotonic()
         if answerer is not None:

@@ -55,7 +55,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float, *, interval: float = 0.3, alive: Callable[[], None] | None = None) -> Any:
+def wait_until(
+    check: Callable[[], Any], what: str, timeout: float, *, interval: float = 0.3, alive: Callable[[], None] | None = None
+) -> Any:
     """Call ``check`` until it returns something truthy (returned); ``alive`` raises when a process died."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -278,7 +280,9 @@ class ManagedProcess:
 
 def postgres_bin() -> Path | None:
     """The newest installed PostgreSQL server's bin directory (Debian's layout), or None."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0
+    )
     return found[-1].parent if found else None
 
 
@@ -308,14 +312,33 @@ class PostgresProcess:
         self.url = f"postgresql+psycopg://airflow@127.0.0.1:{self.port}/airflow"
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        argv = [str(bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
+        argv = [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.root),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ]
         for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=300", "shared_buffers=64MB"):
             argv += ["-c", setting]
         env = book.env({k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")})
         self.process = ManagedProcess("postgres", argv, env, log_dir, cwd=self.root, book=book, user=self.user, stop_signal=signal.SIGINT)
 
     def _run(self, argv: list[str]) -> None:
-        result = subprocess.run(argv, cwd=self.root, capture_output=True, check=False, timeout=120, user=self.user, group=self.user, extra_groups=[] if self.user else None)
+        result = subprocess.run(
+            argv,
+            cwd=self.root,
+            capture_output=True,
+            check=False,
+            timeout=120,
+            user=self.user,
+            group=self.user,
+            extra_groups=[] if self.user else None,
+        )
         with (self.log_dir / "postgres-setup.log").open("ab") as out:
             out.write(b"$ " + " ".join(argv).encode() + b"\n" + result.stdout + result.stderr)
         if result.returncode != 0:
@@ -330,8 +353,15 @@ class PostgresProcess:
         self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "airflow", "--auth=trust", "-E", "UTF8", "--no-sync"])
         self.process.start()
         wait_until(
-            lambda: subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True, check=False).returncode == 0,
-            "PostgreSQL", timeout, alive=self.process.check_alive,
+            lambda: (
+                subprocess.run(
+                    [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True, check=False
+                ).returncode
+                == 0
+            ),
+            "PostgreSQL",
+            timeout,
+            alive=self.process.check_alive,
         )
         self._run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "airflow", "airflow"])
         return self
@@ -356,7 +386,9 @@ class EmulatorProcess:
     :param name: the log's name.
     """
 
-    def __init__(self, scenario: Path, work: Path, *, book: ProcessBook, speed: float = 1.0, port: int | None = None, name: str = "emulator") -> None:
+    def __init__(
+        self, scenario: Path, work: Path, *, book: ProcessBook, speed: float = 1.0, port: int | None = None, name: str = "emulator"
+    ) -> None:
         self.scenario = Path(scenario)
         self.speed = speed
         self.port = port or free_port()
@@ -372,7 +404,9 @@ class EmulatorProcess:
 
     def start(self, timeout: float = 30.0) -> EmulatorProcess:
         self.process.start()
-        wait_until(lambda: self.client.get("/__emulator__/").status_code == 200, f"emulator at {self.url}", timeout, alive=self.process.check_alive)
+        wait_until(
+            lambda: self.client.get("/__emulator__/").status_code == 200, f"emulator at {self.url}", timeout, alive=self.process.check_alive
+        )
         return self
 
     def stop(self) -> None:
@@ -401,7 +435,22 @@ class EmulatorProcess:
 
     def approve(self, project: str, pipeline_id: int, execution_id: int, variables: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Approve as a person in Buddy's UI."""
-        return dict(self._call("POST", f"/approve/{project}/{pipeline_id}/{execution_id}", {"variables": variables} if variables is not None else {}))
+        return dict(
+            self._call(
+                "POST", f"/approve/{project}/{pipeline_id}/{execution_id}", {"variables": variables} if variables is not None else {}
+            )
+        )
+
+    def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
+        """A GoRules project's runs as the API shows them, newest first."""
+        result: list[dict[str, Any]] = self._call("GET", f"/__emulator__/gorules/projects/{project_id}/runs")
+        return result
+
+    def review(self, project_id: str, run_id: str, environment: str, *, approve: bool = True) -> dict[str, Any]:
+        """A reviewer answers the run's review for ``environment`` in the BRMS UI."""
+        body = {"environment": environment, "approve": approve, "comment": "e2e reviewer"}
+        result: dict[str, Any] = self._call("POST", f"/__emulator__/gorules/projects/{project_id}/runs/{run_id}/review", body)
+        return result
 
     def set_speed(self, speed: float) -> None:
         """Emulated seconds per real second from now on (0 pauses the clock)."""
@@ -488,7 +537,9 @@ class AirflowApi:
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.get_json(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
 
-    def wait_dag_runs(self, runs: Iterable[tuple[str, str]], timeout: float, *, on_poll: Callable[[], None] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    def wait_dag_runs(
+        self, runs: Iterable[tuple[str, str]], timeout: float, *, on_poll: Callable[[], None] | None = None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         """Wait until every (dag_id, run_id) has ended; returns each run's record. Raises TimeoutError naming the stragglers."""
         pending = set(runs)
         ended: dict[tuple[str, str], dict[str, Any]] = {}
@@ -542,7 +593,9 @@ class AirflowApi:
     def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
         return dict(self.get_json(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"))
 
-    def answer_hitl(self, dag_id: str, run_id: str, task_id: str, choice: str, params_input: Mapping[str, Any] | None = None, map_index: int = -1) -> httpx.Response:
+    def answer_hitl(
+        self, dag_id: str, run_id: str, task_id: str, choice: str, params_input: Mapping[str, Any] | None = None, map_index: int = -1
+    ) -> httpx.Response:
         """Answer a HITL request as the UI does (``PATCH .../hitlDetails``)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
         return self.request("PATCH", path, json={"chosen_options": [choice], "params_input": dict(params_input or {})})
@@ -640,7 +693,9 @@ class HitlAnswerer:
                     continue
                 self._seen.add(key)
                 created = str(detail["created_at"])
-                record = AnswerRecord(ti["dag_id"], run_id, ti["task_id"], int(ti["try_number"]), created, now - timestamp(created), answer.choice)
+                record = AnswerRecord(
+                    ti["dag_id"], run_id, ti["task_id"], int(ti["try_number"]), created, now - timestamp(created), answer.choice
+                )
                 with self._lock:
                     self.records.append(record)
                 worker = threading.Thread(target=self._answer, args=(record, answer, int(ti.get("map_index", -1))), daemon=True)
@@ -793,7 +848,9 @@ class AirflowDeployment:
     # ---- life cycle ----
     def migrate(self) -> None:
         started = time.monotonic()
-        result = subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env, cwd=self.work, capture_output=True, check=False, timeout=300)
+        result = subprocess.run(
+            [str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env, cwd=self.work, capture_output=True, check=False, timeout=300
+        )
         (self.logs / "db-migrate.log").write_bytes(result.stdout + result.stderr)
         if result.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{tail(self.logs / 'db-migrate.log')}")
@@ -824,7 +881,9 @@ class AirflowDeployment:
         return self
 
     def reserialize(self) -> None:
-        subprocess.run([str(VENV_BIN / "airflow"), "dags", "reserialize"], env=self.env, cwd=self.work, capture_output=True, check=False, timeout=300)
+        subprocess.run(
+            [str(VENV_BIN / "airflow"), "dags", "reserialize"], env=self.env, cwd=self.work, capture_output=True, check=False, timeout=300
+        )
 
     @property
     def rest(self) -> AirflowApi:
@@ -853,7 +912,9 @@ class AirflowDeployment:
         data = self.health()
         return all((data.get(name) or {}).get("status") == "healthy" for name in names)
 
-    def wait_healthy(self, timeout: float = 120.0, names: Iterable[str] = ("scheduler", "triggerer", "dag_processor", "metadatabase")) -> None:
+    def wait_healthy(
+        self, timeout: float = 120.0, names: Iterable[str] = ("scheduler", "triggerer", "dag_processor", "metadatabase")
+    ) -> None:
         wanted = tuple(names)
         wait_until(lambda: self.healthy(wanted), f"Airflow healthy ({', '.join(wanted)})", timeout, interval=0.5, alive=self.check_alive)
 

@@ -260,7 +260,9 @@ class Scenario:
             if gate is not None and gate[1] == task_id and mine:
                 gate_execution = mine[-1]
             if not mine and tasks.get(task_id) not in (None, "None", "upstream_failed", "skipped", "removed"):
-                result.notes.append(f"{plan.dag_id}/{plan.run_id}.{task_id}: task {tasks.get(task_id)} but no Buddy execution carries its marker")
+                result.notes.append(
+                    f"{plan.dag_id}/{plan.run_id}.{task_id}: task {tasks.get(task_id)} but no Buddy execution carries its marker"
+                )
         if gate_execution is not None and state == "failed" and gate_execution["status"] == "SUCCESSFUL":
             result.inconsistent += 1
             result.notes.append(
@@ -270,7 +272,8 @@ class Scenario:
         # what the gate's answer should have done in Buddy
         if gate_execution is not None and plan.choice is not None and tasks.get(gate[0] if gate else "") == "success":
             operations = patches.get((RUN_TASKS[plan.dag_id][gate[1]] if gate else 0, int(gate_execution["id"])), [])
-            where = f"{plan.dag_id}/{plan.run_id}: gate {plan.choice}, Buddy execution {gate_execution['id']} {gate_execution['status']} {operations}"
+            execution_text = f"Buddy execution {gate_execution['id']} {gate_execution['status']} {operations}"
+            where = f"{plan.dag_id}/{plan.run_id}: gate {plan.choice}, {execution_text}"
             if plan.choice == "Reject":
                 if "CANCEL" not in operations:
                     result.rejects_without_cancel += 1
@@ -285,7 +288,9 @@ class Scenario:
             mine = [e for e in executions[4] if _marker_of(e) == marker(plan.dag_id, plan.run_id, "deploy")]
             if mine and mine[-1]["status"] != "TERMINATED":
                 result.inconsistent += 1
-                result.notes.append(f"{plan.dag_id}/{plan.run_id}: timed out, but Buddy execution {mine[-1]['id']} is {mine[-1]['status']} (not cancelled)")
+                result.notes.append(
+                    f"{plan.dag_id}/{plan.run_id}: timed out, but Buddy execution {mine[-1]['id']} is {mine[-1]['status']} (not cancelled)"
+                )
 
 
 def _marker_of(execution: dict[str, Any]) -> str | None:
@@ -296,7 +301,9 @@ def _marker_of(execution: dict[str, Any]) -> str | None:
 def cancels_sent(emulator: EmulatorProcess, since: float) -> Counter[str]:
     """CANCEL PATCHes the emulator received since ``since`` (Unix time), by path."""
     return Counter(
-        r["path"] for r in emulator.requests() if r["method"] == "PATCH" and r["time"] >= since and isinstance(r.get("json"), dict) and r["json"].get("operation") == "CANCEL"
+        r["path"]
+        for r in emulator.requests()
+        if r["method"] == "PATCH" and r["time"] >= since and isinstance(r.get("json"), dict) and r["json"].get("operation") == "CANCEL"
     )
 
 
