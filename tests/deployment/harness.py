@@ -170,12 +170,14 @@ class ManagedProcess:
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.stopped = False  # stopped or killed on purpose (until started again)
 
     def start(self) -> None:
         """Start it (again)."""
         if self.running:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.starts += 1
+        self.stopped = False
         with self.log.open("ab") as out:
             out.write(f"\n===== e2e harness: start #{self.starts} of {self.name} at {datetime.now().isoformat()} =====\n".encode())
             out.flush()
@@ -203,8 +205,8 @@ class ManagedProcess:
         return self.process is not None and self.process.poll() is None
 
     def check_alive(self) -> None:
-        """Raise with the log's tail when the process has exited."""
-        if self.process is not None and self.process.poll() is not None:
+        """Raise with the log's tail when the process has exited (unless it was stopped or killed on purpose)."""
+        if self.process is not None and not self.stopped and self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; last lines of {self.log}:\n{tail(self.log)}")
 
     def _session_pids(self) -> list[int]:
@@ -252,6 +254,7 @@ class ManagedProcess:
         started = time.monotonic()
         if self.process is None:
             return 0.0
+        self.stopped = True
         family = set(self._descendants())
         self.send(self.stop_signal, group=group_first)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -263,6 +266,7 @@ class ManagedProcess:
         """SIGKILL the process, its session and every descendant at once (a crash: nothing runs its shutdown)."""
         if self.process is None:
             return
+        self.stopped = True
         self._kill_rest(set(self._descendants()))
 
     def _kill_rest(self, family: set[int]) -> None:
@@ -728,8 +732,6 @@ class HitlAnswerer:
 # ---- the deployment ------------------------------------------------------------------------------------------
 
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-
 SQLITE_SETTINGS = '''\
 """e2e harness: SQLite connection arguments. Four Airflow processes share one SQLite file: a writer waits up to a
 minute for the lock instead of failing after Python's default 5 s (seen here without it: "database is locked" in
@@ -758,6 +760,10 @@ class AirflowDeployment:
     Airflow as separate processes on this machine, LocalExecutor, in a throwaway home; the metadata database is a
     throwaway PostgreSQL (:class:`PostgresProcess`) or SQLite in the home.
 
+    The executor is Airflow's setting (``extra_env={"AIRFLOW__CORE__EXECUTOR": ...}``); a distributed one's workers
+    are ``extra_components`` (e.g. ``{"celery-worker": ["{airflow}", "celery", "worker"]}``). With ``triggerers`` > 1
+    the triggerers are ``triggerer-1``, ``triggerer-2``, ... (each with its own log server port), else ``triggerer``.
+
     :param work: a fresh directory: ``airflow-home/``, ``dags/``, ``logs/`` (one log per component).
     :param dags: DAG files copied into the DAGs folder.
     :param connections: ``AIRFLOW_CONN_*`` values (JSON form) by connection id.
@@ -765,6 +771,10 @@ class AirflowDeployment:
     :param max_poll: the cluster policy caps tasks' ``poll_interval`` / ``poke_interval`` at this (seconds).
     :param extra_env: more environment (Airflow config as ``AIRFLOW__SECTION__KEY``).
     :param database_url: the metadata database (a :class:`PostgresProcess` URL); None for SQLite in the home.
+    :param triggerers: how many ``airflow triggerer`` processes.
+    :param extra_components: more long-running processes by name: their argv (``{airflow}`` stands for the venv's
+        ``airflow``), started after the four (plus triggerers) and stopped before them.
+    :param component_env: more environment for one component (by name) only, over ``extra_env``.
     """
 
     def __init__(
@@ -777,6 +787,9 @@ class AirflowDeployment:
         database_url: str | None = None,
         max_poll: float = 2.0,
         extra_env: Mapping[str, str] | None = None,
+        triggerers: int = 1,
+        extra_components: Mapping[str, list[str]] | None = None,
+        component_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.work = work
         self.home = work / "airflow-home"
@@ -794,13 +807,24 @@ class AirflowDeployment:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = self._environment(connections, extra_env or {})
         airflow = str(VENV_BIN / "airflow")
+        self.triggerer_names = ["triggerer"] if triggerers == 1 else [f"triggerer-{i}" for i in range(1, triggerers + 1)]
         argv = {
             "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.port)],
             "scheduler": [airflow, "scheduler"],
             "dag-processor": [airflow, "dag-processor"],
-            "triggerer": [airflow, "triggerer"],
+            **{name: [airflow, "triggerer"] for name in self.triggerer_names},
         }
-        self.components = {name: ManagedProcess(name, argv[name], self.env, self.logs, cwd=work, book=book) for name in COMPONENTS}
+        self.extra_names = list(extra_components or {})
+        for name, command in (extra_components or {}).items():
+            argv[name] = [airflow if part == "{airflow}" else part for part in command]
+        own_env: dict[str, dict[str, str]] = {name: dict(values) for name, values in (component_env or {}).items()}
+        if triggerers > 1:  # each triggerer serves its logs on a port of its own
+            for name in self.triggerer_names:
+                own_env.setdefault(name, {}).setdefault("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
+        self.components = {
+            name: ManagedProcess(name, command, {**self.env, **own_env.get(name, {})}, self.logs, cwd=work, book=book)
+            for name, command in argv.items()
+        }
         self.api: AirflowApi | None = None
         self.timings: dict[str, float] = {}
 
@@ -861,12 +885,15 @@ class AirflowDeployment:
                 db.execute("PRAGMA journal_mode=WAL")
         self.timings["db migrate"] = time.monotonic() - started
 
-    def start(self, dag_ids: Iterable[str], timeout: float = 240.0) -> AirflowDeployment:
-        """Migrate the database, start the four components, wait for health and for the DAGs to be parsed."""
+    def start(self, dag_ids: Iterable[str], timeout: float = 240.0, *, later: Iterable[str] = ()) -> AirflowDeployment:
+        """Migrate the database, start the components (but those named in ``later``: the caller starts them), wait for
+        health and for the DAGs to be parsed."""
         started = time.monotonic()
         self.migrate()
-        for component in self.components.values():
-            component.start()
+        held = set(later)
+        for name, component in self.components.items():
+            if name not in held:
+                component.start()
         self.wait_healthy(timeout)
         self.timings["healthy"] = time.monotonic() - started
         self.api = self.new_api()
@@ -941,7 +968,7 @@ class AirflowDeployment:
         """Stop every component (api-server last); the process book's sweep then kills anything left."""
         if self.api is not None:
             self.api.close()
-        for name in ("scheduler", "triggerer", "dag-processor", "api-server"):
+        for name in ("scheduler", *self.extra_names, *self.triggerer_names, "dag-processor", "api-server"):
             self.components[name].stop(timeout=20, group_first=True)
 
     # ---- logs ----
