@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit e2e e2e-deps demo bench soak clean
+.PHONY: install test lint typecheck unit e2e e2e-deps scale scale-deps scale-reduced demo bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,27 @@ e2e-deps:
 e2e: install e2e-deps
 	$(PY) -m pytest -q -m e2e tests/deployment $(E2E_ARGS)
 
-test: lint typecheck unit e2e
+# The scale-out deployment (tests/scale): PostgreSQL, Redis (Celery's broker), CeleryExecutor with one worker, two
+# triggerers, one SIGKILLed while hundreds of Buddy waits are deferred. redis-server (and PostgreSQL) come from Debian's
+# packages, installed only when missing, as root or through password-less sudo.
+SCALE_DEBS_MISSING = $$( command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || printf ' redis-server'; ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || printf ' postgresql' )
+scale-deps:
+	@missing="$(SCALE_DEBS_MISSING)"; \
+	if [ -z "$$missing" ]; then echo "scale-deps: redis-server and postgresql are installed"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "scale-deps: missing $$missing; as root: apt-get install -y $$missing" >&2; exit 1; fi; \
+	echo "scale-deps: apt-get install $$missing"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
+
+# full size on demand (1170 waits; SCALE_ARGS for pytest, e.g. SCALE_ARGS="-s"); `make test` runs the reduced size
+SCALE_SIZE ?= full
+scale: install scale-deps
+	SCALE_SIZE=$(SCALE_SIZE) $(PY) -m pytest -q -m scale tests/scale $(SCALE_ARGS)
+
+scale-reduced: install scale-deps
+	SCALE_SIZE=reduced $(PY) -m pytest -q -m scale tests/scale $(SCALE_ARGS)
+
+test: lint typecheck unit e2e scale-reduced
 
 demo: install
 	$(PY) -m airflow_provider_buddy.demo $(DEMO_ARGS)
