@@ -241,6 +241,12 @@ class Scenario:
         self.snapshot: dict[int | None, list[int]] = {}
         self.snapshot_tasks: dict[int, TaskKey] = {}
 
+    def _requests(self) -> list[dict[str, Any]]:
+        """The emulator's request log (tens of MB at the full size: a longer timeout than the control client's)."""
+        response = self.emulator.client.get("/__emulator__/requests", timeout=300)
+        response.raise_for_status()
+        return list(response.json())
+
     # ---- 1. start ----
     def _start_in_buddy(self, pipeline: int, comment: str) -> Key:
         answer = self.emulator._call("POST", f"/start/{PROJECT}/{pipeline}", {"branch": {"name": "main"}, "comment": comment})
@@ -277,7 +283,7 @@ class Scenario:
     # ---- 2. all deferred ----
     def _operations(self, since: float) -> dict[Key, list[str]]:
         found: dict[Key, list[str]] = defaultdict(list)
-        for r in self.emulator.requests():
+        for r in self._requests():
             hit = EXECUTION_PATH.search(r["path"]) if r["method"] == "PATCH" and r["time"] >= since else None
             if hit and isinstance(r.get("json"), dict):
                 label = (r.get("headers") or {}).get(LABEL_HEADER, "direct")
@@ -370,6 +376,7 @@ class Scenario:
         if self.clock.speed != 1.0:
             self.clock.set_speed(1.0)
         self.first_execution = max((int(e["id"]) for e in self._executions(everything=True)), default=0)
+        self.emulator.reset_requests()  # an earlier scenario's requests are judged already
         cluster.meter.sample_now()
         t0 = self.moments["start"] = time.time()
         self.plan()
@@ -511,7 +518,7 @@ class Scenario:
             result.duplicates += len(strays)
             result.notes.append(f"executions nobody planned: {strays[:10]}")
 
-        requests = [r for r in self.emulator.requests() if r["time"] >= self.moments["start"]]
+        requests = [r for r in self._requests() if r["time"] >= self.moments["start"]]
         operations: dict[Key, list[str]] = defaultdict(list)
         acts: dict[tuple[Key, str], list[float]] = defaultdict(list)  # PATCH times by execution and sender
         reads: dict[Key, list[tuple[float, str]]] = defaultdict(list)
@@ -803,7 +810,7 @@ class TriggererFrozen(Scenario):
         self.moments["resumed"] = time.time()
         time.sleep(self.after_resume)
         self.cluster.deployment.wait_healthy(120, names=("triggerer",))
-        stale = [r for r in self.emulator.requests() if r["time"] >= self.moments["resumed"] and _label(r) == lost.name]
+        stale = [r for r in self._requests() if r["time"] >= self.moments["resumed"] and _label(r) == lost.name]
         kinds = Counter(" ".join((r["method"], str((r.get("json") or {}).get("operation") or ""))).strip() for r in stale)
         self.result.notes.append(
             f"{lost.name} resumed after {self.moments['resumed'] - self.moments['loss']:.1f} s stopped; it sent {len(stale)} requests to "
