@@ -441,6 +441,11 @@ class EmulatorProcess:
             )
         )
 
+    def start_run(self, project: str, pipeline_id: int, **body: Any) -> dict[str, Any]:
+        """Start a Buddy run as someone in Buddy's UI would."""
+        result: dict[str, Any] = self._call("POST", f"/__emulator__/start/{project}/{pipeline_id}", body)
+        return result
+
     def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
         """A GoRules project's runs as the API shows them, newest first."""
         result: list[dict[str, Any]] = self._call("GET", f"/__emulator__/gorules/projects/{project_id}/runs")

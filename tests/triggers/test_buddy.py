@@ -411,23 +411,20 @@ def test_how_the_wait_ends_survives_serialization() -> None:
     assert rebuilt.end_in_triggerer == end and rebuilt.resume_not_before == 123.5
 
 
-async def test_a_task_started_in_the_triggerer_hands_unrendered_arguments_that_run_resolves(emulator: BuddyEmulator) -> None:
-    """start_from_trigger: Airflow builds the trigger from the sensor's unrendered kwargs, renders the templated ones
-    into it, then runs it. run() resolves them (a pipeline identifier looked up once) and ends the task there, with
-    the link the task never stored itself."""
+async def test_a_task_started_in_the_triggerer_hands_its_arguments_that_run_resolves(emulator: BuddyEmulator) -> None:
+    """start_from_trigger: Airflow builds the trigger from the sensor's kwargs (as the serialized DAG holds them) and
+    runs it. run() resolves them (a pipeline identifier looked up once) and ends the task there, with the link the
+    task never stored itself."""
     from airflow.triggers.base import TaskSuccessEvent
 
     from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 
     run = emulator.start_execution("web", 1)
-    sensor = BuddyExecutionSensor(
-        task_id="s", project_name="web", pipeline_id="{{ params.pipeline }}", execution_id="{{ ti.xcom_pull('r') }}", deferrable=True
-    )
+    sensor = BuddyExecutionSensor(task_id="s", project_name="web", pipeline_id="build", execution_id=str(run["id"]), deferrable=True)
     assert sensor.start_from_trigger is True
     args = sensor.start_trigger_args
     assert args.next_method == "execute_complete" and args.trigger_kwargs["end_in_triggerer"]["returns"] == "summary"
     trig = BuddyExecutionTrigger(**{**args.trigger_kwargs, "poll_interval": 0.05})
-    trig.pipeline_id, trig.execution_id = "build", str(run["id"])  # what Airflow renders into it in the triggerer
     event = await raw_event(trig)
     assert isinstance(event, TaskSuccessEvent)
     xcoms = event.xcoms or {}
