@@ -10,10 +10,10 @@
   and no read of an object goes out earlier in its trigger's interval than the first one did (so an
   object that changes a whole number of intervals after the first read is seen at once, not one
   interval late);
-- the client sends through :class:`Http11Transport`, a small keep-alive HTTP/1.1 pool on asyncio's
-  own TLS, instead of httpcore + anyio: the same ``httpx`` API, errors and retries above it, at about
-  a quarter of the CPU per request (see ``benchmarks/README.md``). Requests that need a proxy (from the
-  environment) use httpx's own transport; so does everything when ``BUDDY_HTTP_TRANSPORT=httpx``.
+- the client sends through :class:`AiohttpTransport` (one ``aiohttp`` session and connector) instead of
+  httpcore + anyio: the same ``httpx`` API, errors and retries above it, at a fraction of the CPU per
+  request (see ``benchmarks/README.md``). Requests that need a proxy (from the environment) use httpx's
+  own transport; so does everything when ``BUDDY_HTTP_TRANSPORT=httpx``.
 
 Service-neutral: callers give a key and a coroutine factory; the Buddy and GoRules triggers use it.
 """
@@ -38,7 +38,7 @@ from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.hooks.buddy import BuddyHook, buddy_settings
 from airflow_provider_buddy.hooks.buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS
 from airflow_provider_buddy.models.buddy import Execution
-from airflow_provider_buddy.triggers._transport import Http11Transport, LeanClient, lean_transport_allowed
+from airflow_provider_buddy.triggers._transport import AiohttpTransport, PollingClient, aiohttp_transport_allowed
 
 MAX_IN_FLIGHT = 10
 MAX_IN_FLIGHT_ENV = "BUDDY_TRIGGERER_MAX_IN_FLIGHT"
@@ -127,7 +127,7 @@ class SharedPoller:
         self._in_flight: dict[Hashable, asyncio.Future[Any]] = {}
         self._fresh: dict[Hashable, tuple[float, Any]] = {}
         self._lag: dict[Hashable, float] = {}
-        self._transports: list[Http11Transport] = []
+        self._transports: list[AiohttpTransport] = []
         self._users = 0
         self.requests_sent = 0
 
@@ -166,10 +166,10 @@ class SharedPoller:
         client = self._clients.get(settings.pool_key)
         if client is None:
             kwargs = core.client_kwargs()
-            if lean_transport_allowed(settings.base_url):
-                transport = Http11Transport(verify=kwargs.pop("verify", True), limits=kwargs.pop("limits", None))
+            if aiohttp_transport_allowed(settings.base_url):
+                transport = AiohttpTransport(verify=kwargs.pop("verify", True), limits=kwargs.pop("limits", None))
                 self._transports.append(transport)
-                client = self._clients[settings.pool_key] = LeanClient(transport=transport, **kwargs)
+                client = self._clients[settings.pool_key] = PollingClient(transport=transport, **kwargs)
             else:
                 client = self._clients[settings.pool_key] = httpx.AsyncClient(**kwargs)
         return client
