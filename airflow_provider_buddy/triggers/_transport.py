@@ -104,6 +104,18 @@ def _ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext | bool:
     return httpx.create_ssl_context(verify=True)
 
 
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    """
+    aiohttp's timeouts for httpx's ``connect`` and ``read``: ``connect`` bounds getting a connection (the TLS
+    handshake included; aiohttp raises ``ConnectionTimeoutError`` only there), and one timer for the whole
+    exchange, ``connect + read`` (``total``), bounds the answer: so a plain timeout always comes after the
+    connection was made, at least ``read`` seconds after the request was written. One timer per request,
+    where ``sock_read`` would re-arm one for every chunk that arrives.
+    """
+    total = None if read is None else read + (connect or 0.0)
+    return aiohttp.ClientTimeout(total=total, connect=connect, sock_connect=connect, sock_read=None)
+
+
 class _Response(httpx.Response):
     """An answer of the short GET path: its ``request`` is built only if someone asks for it."""
 
@@ -163,7 +175,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body))
-        status, reason, raw_headers, content = await self.send(
+        status, reason, raw_headers, content, _ = await self.send(
             request.method, URL(str(url), encoded=True), CIMultiDictProxy(headers), body or None, request.extensions.get("timeout", {})
         )
         return httpx.Response(
@@ -182,9 +194,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     # ---- aiohttp ------------------------------------------------------------------------------------
     async def send(
         self, method: str, url: URL, headers: CIMultiDictProxy[str], body: bytes | None, timeouts: dict[str, float | None]
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]:
         """
-        Send one request on the pool and read its whole answer: status, reason, raw headers and body.
+        Send one request on the pool and read its whole answer: status, reason, raw headers, body (as sent)
+        and whether it has a ``Content-Encoding`` (for httpx to decode).
 
         :param method: the HTTP method.
         :param url: the absolute URL, already encoded.
@@ -206,13 +219,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (timeouts.get("connect"), timeouts.get("read"))
         timeout = self._timeouts.get(key)
         if timeout is None:
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(total=None, connect=key[0], sock_connect=key[0], sock_read=key[1])
+            timeout = self._timeouts[key] = _client_timeout(*key)
         try:
             for attempt in (1, 2):
                 try:
                     async with session.request(method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout) as answer:
                         content = await answer.read()
-                        return answer.status, (answer.reason or "").encode("latin-1"), list(answer.raw_headers), content
+                        encoded = "Content-Encoding" in answer.headers
+                        return answer.status, (answer.reason or "").encode("latin-1"), list(answer.raw_headers), content, encoded
                 except aiohttp.ServerDisconnectedError as exc:
                     if attempt == 1 and method in _REPLAYED_ON_STALE and isinstance(exc.message, str):
                         continue  # closed before any byte of the answer (a stale keep-alive connection): once more
@@ -275,7 +289,7 @@ class PollingClient(httpx.AsyncClient):
                 merged = self._headers_for(headers or {})
                 if merged is not None:
                     seconds = float(timeout)
-                    status, reason, raw_headers, content = await self._fast.send(
+                    status, reason, raw_headers, content, encoded = await self._fast.send(
                         "GET", URL(url, encoded=True), merged, None, {"connect": seconds, "read": seconds, "pool": seconds}
                     )
                     response = _Response(
@@ -283,7 +297,11 @@ class PollingClient(httpx.AsyncClient):
                         extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
                     )
                     response._lazy_url = url
-                    await response.aread()
+                    if encoded:
+                        response.read()  # httpx's decoders (gzip, deflate, ...), from the body already in memory
+                    else:  # the body is the content: what read() would do, without its chain of generators
+                        response._content = content
+                        response.is_stream_consumed = response.is_closed = True
                     return response
         return await super().request(method, url, **kwargs)
 
