@@ -271,7 +271,7 @@ def main() -> None:
     if args.profile is not None:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU time of the loop thread: waiting, preempted, is not work
     gc_timer = GcTimer()
     tracked_at_start = len(gc.get_objects())
     with RssSampler() as rss:
