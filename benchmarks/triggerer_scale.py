@@ -31,8 +31,9 @@ KINDS = ("ours", "http", "floor")
 LABELS = {"ours": "ours (BuddyExecutionTrigger)", "http": "HTTP provider (HttpSensorTrigger)", "floor": "floor (shared aiohttp session)"}
 SERVER_START_TIMEOUT = 30.0
 
-DEFAULT_POINTS = "1000:2:20,5000:10:60,10000:10:60"
-"""N:interval:D of each scale point ``make bench`` measures (D = 10 intervals at N = 1000, 6 at 5000 and 10 000)."""
+DEFAULT_POINTS = "1000:2:20,5000:10:100,10000:10:100"
+"""N:interval:D of each scale point ``make bench`` measures: D is 10 intervals everywhere, so every wait makes 11 polls
+and the per-wait costs (start, logging, the event) weigh the same in the per-poll figure at every N."""
 HTTP_MAX_N = 1000
 """The HTTP provider's trigger opens a TLS connection per poll; past this N it only measures an overloaded machine."""
 

@@ -83,9 +83,18 @@ class _Gate:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def __aenter__(self) -> None:
+        if not self.try_take():
+            await self.take()
+
+    def try_take(self) -> bool:
+        """Take a place at once if one is free and nobody waits (no coroutine, no future)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            return
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait in line for a place."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -99,6 +108,10 @@ class _Gate:
             raise
 
     async def __aexit__(self, *_: object) -> None:
+        self._release()
+
+    def release(self) -> None:
+        """Give the place back (to the next in line, if any)."""
         self._release()
 
     def _release(self) -> None:
@@ -174,6 +187,13 @@ class SharedPoller:
                 client = self._clients[settings.pool_key] = httpx.AsyncClient(**kwargs)
         return client
 
+    def cached_hook(self, key: Hashable) -> Any:
+        """The hook cached under ``key`` while younger than :data:`SETTINGS_TTL`, else None (polls take it without a coroutine)."""
+        cached = self._hooks.get(key)
+        if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
+            return cached[1]
+        return None
+
     async def hook(self, key: Hashable, build: Callable[[], Awaitable[H]]) -> H:
         """A hook cached under ``key`` for :data:`SETTINGS_TTL` seconds (so connection edits are picked up).
 
@@ -229,9 +249,14 @@ class SharedPoller:
                 hold = min(lag, max_age * MAX_PACING_SHARE) - (loop.time() - called)
                 if hold > 0:
                     await asyncio.sleep(hold)
-            async with self._gate:
+            gate = self._gate
+            if not gate.try_take():  # a poll per read: no async-with coroutines when a place is free
+                await gate.take()
+            try:
                 self.requests_sent += 1
                 result = await fetch()
+            finally:
+                gate.release()
             if lag is None:
                 # The first read's place: from the caller's wake-up to the answer (so a later read never
                 # reaches the server earlier in its interval than this one did).
@@ -262,6 +287,9 @@ class SharedPoller:
 
 async def buddy_hook(poller: SharedPoller, conn_id: str) -> BuddyHook:
     """A Buddy hook for ``conn_id`` on the poller's shared client; the connection is read asynchronously."""
+    cached = poller.cached_hook(("buddy", conn_id))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
 
     async def build() -> BuddyHook:
         settings = buddy_settings(await BuddyHook.aget_connection(conn_id))
