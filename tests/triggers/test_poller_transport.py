@@ -531,6 +531,24 @@ def test_proxies_and_the_switch_keep_httpx_transport(monkeypatch: pytest.MonkeyP
     assert not aiohttp_transport_allowed("https://api.buddy.works")
 
 
+async def test_the_poller_client_is_aiohttp_backed_unless_switched_off_or_proxied(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", _transport.TRANSPORT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    settings = fast_settings("https://api.buddy.works")
+    core = HttpCore(settings, BUDDY_ERRORS)
+    poller = SharedPoller()
+    chosen = poller.client(settings, core)
+    assert isinstance(chosen, PollingClient) and not chosen.follow_redirects
+    await poller.close()
+    for variable, value in ((_transport.TRANSPORT_ENV, "httpx"), ("HTTPS_PROXY", "http://proxy.example:3128")):
+        with monkeypatch.context() as patched:
+            patched.setenv(variable, value)
+            poller = SharedPoller()
+            escape = poller.client(settings, core)
+            assert type(escape) is httpx.AsyncClient and not escape.follow_redirects  # httpx's own transport (and its proxy support)
+            await poller.close()
+
+
 # ---- the gate, pacing, shared reads ---------------------------------------------------------------------
 async def test_gate_is_fifo_and_passes_on_a_place_given_to_a_cancelled_waiter() -> None:
     gate = _Gate(1)
