@@ -272,6 +272,9 @@ def main() -> None:
         import cProfile
 
         profiler = cProfile.Profile(time.thread_time)  # CPU time of the loop thread: waiting, preempted, is not work
+    if os.environ.get("BENCH_GC_FREEZE") == "1":  # experiment: what a triggerer freezing its start-up heap would save
+        gc.collect()
+        gc.freeze()
     gc_timer = GcTimer()
     tracked_at_start = len(gc.get_objects())
     with RssSampler() as rss:
