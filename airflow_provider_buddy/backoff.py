@@ -59,8 +59,16 @@ def look_or_wait_out(log: _Log, look: Callable[[], T | None], streak: int, subje
     return payload, 0, None
 
 
-def cancel_if_going_sync(log: _Log, subject: str, read: Callable[[], Any], cancel: Callable[[], Any], describe: Callable[[Any], str], *,
-                         attempts: int, pause: float) -> None:
+def cancel_if_going_sync(
+    log: _Log,
+    subject: str,
+    read: Callable[[], Any],
+    cancel: Callable[[], Any],
+    describe: Callable[[Any], str],
+    *,
+    attempts: int,
+    pause: float,
+) -> None:
     """
     A killed or timed-out task's cancel, from the worker: read the object, cancel it unless it already ended.
     After transient trouble it reads again and tries again (a cancel whose answer was lost then shows the

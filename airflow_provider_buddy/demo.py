@@ -141,7 +141,9 @@ class Demo:
                 raise SystemExit("demo: airflow db migrate failed; see .demo/db-migrate.log")
             say(f"Starting airflow api-server at {self.api_url} (REST API + UI)")
             with _process([airflow, "api-server", "--port", str(self.api_port)], self.work / "api-server.log", env) as api:
-                _wait_until(lambda: httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=2).status_code == 200, "the api-server", 120, api)
+                _wait_until(
+                    lambda: httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=2).status_code == 200, "the api-server", 120, api
+                )
                 conf = json.dumps({"branch": "main", "comment": "Demo release"})
                 say(f"Running `airflow dags test {DAG_ID}` with conf {conf}")
                 with _process([airflow, "dags", "test", DAG_ID, "-c", conf], self.work / "dags-test.log", env) as dag_test:
@@ -196,7 +198,9 @@ class Demo:
             except (httpx.HTTPError, ValueError):
                 return
             for execution in executions if isinstance(executions, list) else []:
-                waiting = [a["action"]["name"] for a in execution.get("action_executions", []) if str(a.get("status", "")).startswith("WAITING")]
+                waiting = [
+                    a["action"]["name"] for a in execution.get("action_executions", []) if str(a.get("status", "")).startswith("WAITING")
+                ]
                 shown = execution["status"] + (f" (waiting at {waiting[0]!r})" if waiting else "")
                 key = f"{name} #{execution['id']}"
                 if self.buddy.get(key) != shown:
@@ -239,7 +243,12 @@ class Demo:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--interactive", action="store_true", default=os.environ.get("BUDDY_DEMO_INTERACTIVE") == "1", help="answer the approval yourself in the Airflow UI")
+    parser.add_argument(
+        "--interactive",
+        action="store_true",
+        default=os.environ.get("BUDDY_DEMO_INTERACTIVE") == "1",
+        help="answer the approval yourself in the Airflow UI",
+    )
     parser.add_argument("--speed", type=float, default=4.0, help="emulated Buddy seconds per real second (default 4)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the repository root (holds example_dags/)")
     args = parser.parse_args(argv)

@@ -194,7 +194,9 @@ class BuddyExecutionError(BuddyError):
 
     kind = ErrorKind.CLIENT
 
-    def __init__(self, message: str, *, execution_id: int | None = None, html_url: str | None = None, execution_status: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, execution_id: int | None = None, html_url: str | None = None, execution_status: str | None = None
+    ) -> None:
         super().__init__(message)
         self.execution_id = execution_id
         self.html_url = html_url

@@ -20,7 +20,11 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "integrations": [
             {"integration-name": "Buddy.Works", "external-doc-url": "https://buddy.works/docs/api", "tags": ["software"]},
-            {"integration-name": "GoRules BRMS", "external-doc-url": "https://docs.gorules.io/api-reference/introduction", "tags": ["software"]},
+            {
+                "integration-name": "GoRules BRMS",
+                "external-doc-url": "https://docs.gorules.io/api-reference/introduction",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.hooks.buddy"]},

@@ -86,7 +86,9 @@ class GoRulesWaitingMixin:
         """Poll from the worker until the wait ends (transient trouble backs off, never ends it); returns the summary or raises."""
         streak = 0
         while True:
-            payload, streak, retry_after = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), streak, f"GoRules run {run_id}")
+            payload, streak, retry_after = look_or_wait_out(
+                self.log, lambda: self.poll_once(project_id, run_id), streak, f"GoRules run {run_id}"
+            )
             if payload is not None:
                 return self.finish_wait(context, payload)
             if deadline is not None and time.time() >= deadline:

@@ -114,6 +114,7 @@ class BuddyWaitingMixin:
     """The execution as the last poll read it."""
 
     if TYPE_CHECKING:
+
         @property
         def hook(self) -> BuddyHook: ...
 
@@ -196,7 +197,12 @@ class BuddyWaitingMixin:
                 details["error_message"] = full.error_message
             if self.log_tail_lines > 0:
                 details["log_tail"] = self.hook.get_action_execution_logs(
-                    self.project_name, pipeline_id, execution.id, failed.action_execution_id, tail=self.log_tail_lines, workspace=self.workspace
+                    self.project_name,
+                    pipeline_id,
+                    execution.id,
+                    failed.action_execution_id,
+                    tail=self.log_tail_lines,
+                    workspace=self.workspace,
                 )
         except BuddyError as exc:
             self.log.warning("Could not fetch the failed action's log: %s", exc)
@@ -217,7 +223,9 @@ class BuddyWaitingMixin:
                     context,
                     event_payload(
                         None,
-                        Decision(Step.FINISH, EventStatus.TIMEOUT, f"Gave up waiting on Buddy execution {execution_id}: the deadline passed"),
+                        Decision(
+                            Step.FINISH, EventStatus.TIMEOUT, f"Gave up waiting on Buddy execution {execution_id}: the deadline passed"
+                        ),
                         execution_id=execution_id,
                     ),
                     pipeline_id=pipeline_id,
@@ -269,7 +277,11 @@ class BuddyWaitingMixin:
         """Turn the wait's event into the task's return value, or raise the matching error."""
         status = event.get("status")
         message = str(event.get("message") or "")
-        ids = {"execution_id": event.get("execution_id"), "html_url": event.get("html_url"), "execution_status": event.get("execution_status")}
+        ids = {
+            "execution_id": event.get("execution_id"),
+            "html_url": event.get("html_url"),
+            "execution_status": event.get("execution_status"),
+        }
         if status == EventStatus.SUCCESS.value:
             self.log.info("%s", message)
             return summary_from_event(event)
@@ -280,13 +292,21 @@ class BuddyWaitingMixin:
                 # Transient trouble here hands the wait back to the trigger, which stops at the gate again.
                 done = set(event.get("approved_action_ids") or ())
                 try:
-                    execution = self.hook.get_execution(self.project_name, pipeline_id, int(event["execution_id"]), workspace=self.workspace)
+                    execution = self.hook.get_execution(
+                        self.project_name, pipeline_id, int(event["execution_id"]), workspace=self.workspace
+                    )
                 except ProviderApiError as exc:
                     if not exc.transient:
                         raise
                     self.log.warning("Could not read %s to answer it (%s); waiting again", event.get("execution_id"), exc)
-                    self.defer_wait(pipeline_id, int(event["execution_id"]), poll_interval, end_time=event.get("end_time"),
-                                    cancel_on_timeout=self.cancel_on_kill, approved=sorted(done))
+                    self.defer_wait(
+                        pipeline_id,
+                        int(event["execution_id"]),
+                        poll_interval,
+                        end_time=event.get("end_time"),
+                        cancel_on_timeout=self.cancel_on_kill,
+                        approved=sorted(done),
+                    )
                 answers = self._approval_answers()
                 decision = decide(execution, policy, has_approval_variables=bool(answers), approved_action_ids=frozenset(done))
                 if decision.step is Step.APPROVE:

@@ -147,18 +147,26 @@ def decide(
     if action is not None and action.approval_date is not None:
         return gate(Step.KEEP_WAITING, None, f"{ref}: {what} already has an approval; waiting for Buddy to move on")
     if kind is WaitKind.VARIABLES and not has_approval_variables:
-        return gate(Step.FINISH, EventStatus.ERROR, f"{ref} waits for {what}, but on_approval='approve' was given no approval_variables to answer it with")
+        return gate(
+            Step.FINISH,
+            EventStatus.ERROR,
+            f"{ref} waits for {what}, but on_approval='approve' was given no approval_variables to answer it with",
+        )
     if kind is WaitKind.VISUAL_TEST:
         return gate(Step.KEEP_WAITING, None, f"{ref} waits for {what}; a visual-test review cannot be approved through the API")
     return gate(Step.APPROVE, None, f"{ref} waits for {what}; approving (on_approval='approve')")
 
 
 def _what_it_waits_for(kind: WaitKind | None, action_name: str | None) -> str:
-    label = {
-        WaitKind.APPROVAL: "approval",
-        WaitKind.VARIABLES: "variables (a 'pass arguments' prompt)",
-        WaitKind.VISUAL_TEST: "a visual-test review",
-    }.get(kind, "a person") if kind is not None else "a person"
+    label = (
+        {
+            WaitKind.APPROVAL: "approval",
+            WaitKind.VARIABLES: "variables (a 'pass arguments' prompt)",
+            WaitKind.VISUAL_TEST: "a visual-test review",
+        }.get(kind, "a person")
+        if kind is not None
+        else "a person"
+    )
     return f"{label} at action {action_name!r}" if action_name else label
 
 

@@ -132,8 +132,24 @@ def run_kind(
     server.control(f"/reset?d={duration}")
     out = workdir / f"{tag}-{kind}.json"
     command = [
-        sys.executable, str(HERE / "_waiters.py"), "--kind", kind, "--port", str(server.port), "--ca", server.ca, "--n", str(n),
-        "--executions", str(executions), "--interval", str(interval), "--duration", str(duration), "--out", str(out),
+        sys.executable,
+        str(HERE / "_waiters.py"),
+        "--kind",
+        kind,
+        "--port",
+        str(server.port),
+        "--ca",
+        server.ca,
+        "--n",
+        str(n),
+        "--executions",
+        str(executions),
+        "--interval",
+        str(interval),
+        "--duration",
+        str(duration),
+        "--out",
+        str(out),
     ]
     if profile:
         command += ["--profile", str(workdir / f"{tag}-{kind}.prof")]
@@ -141,7 +157,9 @@ def run_kind(
         command += ["--poller", poller]
     env = {**os.environ, "AIRFLOW_HOME": str(workdir / "airflow-home"), "PYTHONUNBUFFERED": "1"}
     with open(workdir / f"{tag}-{kind}.log", "w") as log:
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=duration + 10 * interval + 240, check=False)
+        process = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=duration + 10 * interval + 240, check=False
+        )
     stats = server.control("/stats")
     if process.returncode != 0 or not out.exists():
         raise RuntimeError(f"{kind} run failed (exit {process.returncode}); see {workdir / f'{tag}-{kind}.log'}")
@@ -228,9 +246,7 @@ def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # ---- import cost -----------------------------------------------------------------------------------
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)")
 OPERATORS = "airflow_provider_buddy.operators.buddy"
-TIMED_IMPORT = (
-    "import time, airflow.sdk; start = time.perf_counter(); import {module}; print((time.perf_counter() - start) * 1000)"
-)
+TIMED_IMPORT = "import time, airflow.sdk; start = time.perf_counter(); import {module}; print((time.perf_counter() - start) * 1000)"
 
 
 def measure_imports(rounds: int, workdir: Path) -> dict[str, Any]:
@@ -257,7 +273,9 @@ def measure_imports(rounds: int, workdir: Path) -> dict[str, Any]:
         cumulative.append(sum(int(m.group(2)) for m in parsed[after:] if len(m.group(3)) == 1) / 1000.0)
         for m in parsed[after:]:
             modules.setdefault(m.group(4), []).append(int(m.group(1)))
-        alone = [m for m in (IMPORT_LINE.match(line) for line in run("-X", "importtime", "-c", "import airflow.sdk").stderr.splitlines()) if m]
+        alone = [
+            m for m in (IMPORT_LINE.match(line) for line in run("-X", "importtime", "-c", "import airflow.sdk").stderr.splitlines()) if m
+        ]
         sdk_alone.append(sum(int(m.group(2)) for m in alone if len(m.group(3)) == 1) / 1000.0)
     top = sorted(((statistics.median(v) / 1000.0, name) for name, v in modules.items()), reverse=True)[:8]
     return {
@@ -280,7 +298,11 @@ def measure_worker_hold(wait_seconds: float, speed: float, workdir: Path) -> dic
     with open(workdir / "worker-hold.log", "w") as log:
         done = subprocess.run(
             [sys.executable, str(HERE / "_worker_hold.py"), "--wait", str(wait_seconds), "--speed", str(speed), "--out", str(out)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, timeout=wait_seconds / speed + 300, check=False,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=wait_seconds / speed + 300,
+            check=False,
         )
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"worker-hold run failed (exit {done.returncode}); see {workdir / 'worker-hold.log'}")
@@ -293,7 +315,9 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def verdicts(scale: dict[str, dict[str, Any]], fan_in: dict[str, dict[str, Any]], imports: dict[str, Any] | None, hold: dict[str, Any] | None) -> dict[str, Any]:
+def verdicts(
+    scale: dict[str, dict[str, Any]], fan_in: dict[str, dict[str, Any]], imports: dict[str, Any] | None, hold: dict[str, Any] | None
+) -> dict[str, Any]:
     """Each target: the measured value and whether it is met (None when not measured)."""
     result: dict[str, Any] = {}
     o = scale.get("ours")
@@ -385,7 +409,9 @@ def render(report: dict[str, Any]) -> str:
         for k in KINDS:
             if k in fan_in:
                 r = fan_in[k]
-                lines.append(f"| {LABELS[k]} | {r['requests_per_interval']:.0f} | {r['requests_per_interval'] / r['executions']:.2f} | {r['errors']} |")
+                lines.append(
+                    f"| {LABELS[k]} | {r['requests_per_interval']:.0f} | {r['requests_per_interval'] / r['executions']:.2f} | {r['errors']} |"
+                )
         lines.append("")
     imports = report.get("imports")
     if imports:
@@ -435,7 +461,8 @@ def render_points(points: list[dict[str, Any]]) -> str:
             f"**{ratio(o['cpu_ms_per_request'], f['cpu_ms_per_request']):.2f}** (<= {cpu_limit(point['n'])}) | {o['gc_ms_per_request']:.3f} | "
             f"{f['gc_ms_per_request']:.3f} | {o['lateness_mean_s']:.3f} / {o['lateness_max_s']:.3f} | {f['lateness_mean_s']:.3f} / {f['lateness_max_s']:.3f} | "
             f"{o['rss_per_trigger_kb']:.1f} | {o['connections']:.0f} | {o['errors']} | {o['polls_per_wait']:.1f} | "
-            + ("all" if not missed else "**missed: " + "; ".join(missed) + "**") + " |"
+            + ("all" if not missed else "**missed: " + "; ".join(missed) + "**")
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -496,20 +523,28 @@ def render_profile(point: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {area} | {us:.1f} | {share:.0%} |" for area, us, share in prof["areas"]]
-    lines += ["", "Top functions by own time: " + "; ".join(f"`{name}` {us:.1f} µs ({calls:.2f}/req)" for name, calls, us in prof["top"][:10]), ""]
+    lines += [
+        "",
+        "Top functions by own time: " + "; ".join(f"`{name}` {us:.1f} µs ({calls:.2f}/req)" for name, calls, us in prof["top"][:10]),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="N triggers polling in one asyncio loop: ours vs the HTTP provider vs a floor.")
-    parser.add_argument("--points", default=None,
-                        help=f"scale points N:interval:D, comma-separated (default {DEFAULT_POINTS}; --n makes it one point)")
+    parser.add_argument(
+        "--points", default=None, help=f"scale points N:interval:D, comma-separated (default {DEFAULT_POINTS}; --n makes it one point)"
+    )
     parser.add_argument("--n", type=int, default=None, help="one scale point: waits started at once")
     parser.add_argument("--interval", type=float, default=2.0, help="with --n: poll interval in seconds (default 2)")
-    parser.add_argument("--duration", "-d", type=float, default=20.0, help="with --n: D, seconds from an execution's first poll to its end (default 20)")
+    parser.add_argument(
+        "--duration", "-d", type=float, default=20.0, help="with --n: D, seconds from an execution's first poll to its end (default 20)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per kind, reported as medians (default 1)")
-    parser.add_argument("--kinds", default=",".join(KINDS),
-                        help=f"comma-separated subset of ours,http,floor (http only at points with N <= {HTTP_MAX_N})")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated subset of ours,http,floor (http only at points with N <= {HTTP_MAX_N})"
+    )
     parser.add_argument("--per-execution", type=int, default=10, help="fan-in scenario: waits per execution (default 10)")
     parser.add_argument("--fan-in-kinds", help="kinds run in the fan-in scenario (default: --kinds)")
     parser.add_argument("--skip-scale", action="store_true", help="skip the one-wait-per-execution scenario")
@@ -519,9 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--import-rounds", type=int, default=5)
     parser.add_argument("--worker-wait", type=float, default=600.0, help="emulated seconds the deferrable sensor waits (default 600)")
     parser.add_argument("--worker-speed", type=float, default=40.0, help="emulator speed for that wait (default 40: 600 s in 15 s)")
-    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
-                        help="also run ours once more per point under cProfile (not the measured run) and print where its time goes "
-                             "(default: on for the default points, off with --n)")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run ours once more per point under cProfile (not the measured run) and print where its time goes "
+        "(default: on for the default points, off with --n)",
+    )
     parser.add_argument("--poller", help="run ours with this file as triggers/_poller.py (e.g. an older version, for before/after)")
     parser.add_argument("--json", type=Path, help="write the whole report here as JSON")
     parser.add_argument("--workdir", type=Path, help="keep logs and raw results here (default: a temp dir)")
@@ -585,19 +624,44 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for index in range(args.repeat):
                     for kind in point_kinds:  # the floor right after ours: the same machine load for both
                         result = run_kind(
-                            server, kind, n=n, executions=n, interval=interval, duration=duration, workdir=workdir,
-                            tag=f"n{n}-scale{index}", poller=args.poller,
+                            server,
+                            kind,
+                            n=n,
+                            executions=n,
+                            interval=interval,
+                            duration=duration,
+                            workdir=workdir,
+                            tag=f"n{n}-scale{index}",
+                            poller=args.poller,
                         )
                         runs[kind].append(result)
-                        say(f"N={n} run {index + 1}/{args.repeat} {kind}: {result['cpu_ms_per_request']:.3f} ms/request "
+                        say(
+                            f"N={n} run {index + 1}/{args.repeat} {kind}: {result['cpu_ms_per_request']:.3f} ms/request "
                             f"(GC {result['gc_ms_per_request']:.3f}), {result['rss_per_trigger_kb']:.1f} KB/trigger, {result['connections']} connections, "
-                            f"lateness {result['lateness_mean_s']:.3f} s, {result['errors']} errors")
+                            f"lateness {result['lateness_mean_s']:.3f} s, {result['errors']} errors"
+                        )
                 scale = {k: median_metrics(v) for k, v in runs.items()}
-                point: dict[str, Any] = {"n": n, "interval": interval, "duration": duration, "scale": scale, "targets": point_verdicts(n, scale)}
+                point: dict[str, Any] = {
+                    "n": n,
+                    "interval": interval,
+                    "duration": duration,
+                    "scale": scale,
+                    "targets": point_verdicts(n, scale),
+                }
                 if args.profile and "ours" in kinds:
                     tag = f"n{n}-profile"
-                    profiled = run_kind(server, "ours", n=n, executions=n, interval=interval, duration=duration, workdir=workdir, tag=tag,
-                                        profile=True, poller=args.poller)
+                    profiled = run_kind(
+                        server,
+                        "ours",
+                        n=n,
+                        executions=n,
+                        interval=interval,
+                        duration=duration,
+                        workdir=workdir,
+                        tag=tag,
+                        profile=True,
+                        poller=args.poller,
+                    )
                     point["profile"] = profile_areas(workdir / f"{tag}-ours.prof", int(profiled["requests"]))
                     say(f"N={n} profiled run of ours: {point['profile']['us_per_request']:.0f} µs/request under cProfile")
                 report["points"].append(point)
@@ -608,8 +672,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             fan_in_kinds = [k.strip() for k in args.fan_in_kinds.split(",") if k.strip()] if args.fan_in_kinds else kinds
             for kind in fan_in_kinds:
                 result = run_kind(
-                    server, kind, n=first_n, executions=executions, interval=first_interval, duration=first_duration, workdir=workdir,
-                    tag="fanin", poller=args.poller,
+                    server,
+                    kind,
+                    n=first_n,
+                    executions=executions,
+                    interval=first_interval,
+                    duration=first_duration,
+                    workdir=workdir,
+                    tag="fanin",
+                    poller=args.poller,
                 )
                 report["fan_in"][kind] = result
                 say(f"fan-in {kind}: {result['requests_per_interval']:.0f} requests per interval, {result['errors']} errors")
@@ -620,12 +691,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["targets"] = verdicts(report["scale"], report["fan_in"], report["imports"], report["worker_hold"])
     parts = []
     if report["points"]:
-        parts += ["Scale: ours against the floor measured in the same run (each kind in a fresh process, medians of "
-                  f"{args.repeat}; TLS on loopback)", "", render_points(report["points"])]
+        parts += [
+            "Scale: ours against the floor measured in the same run (each kind in a fresh process, medians of "
+            f"{args.repeat}; TLS on loopback)",
+            "",
+            render_points(report["points"]),
+        ]
     parts.append(render(report))
     for point in report["points"][1:]:
-        parts.append(render({**report, "config": {**report["config"], "n": point["n"], "interval": point["interval"], "duration": point["duration"]},
-                             "scale": point["scale"], "fan_in": {}, "imports": None, "worker_hold": None, "targets": {}}))
+        parts.append(
+            render(
+                {
+                    **report,
+                    "config": {**report["config"], "n": point["n"], "interval": point["interval"], "duration": point["duration"]},
+                    "scale": point["scale"],
+                    "fan_in": {},
+                    "imports": None,
+                    "worker_hold": None,
+                    "targets": {},
+                }
+            )
+        )
     parts += [render_profile(point) for point in report["points"] if point.get("profile")]
     report["markdown"] = "\n".join(parts)
     print(report["markdown"])

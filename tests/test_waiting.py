@@ -11,7 +11,9 @@ from airflow_provider_buddy.waiting import ApprovalPolicy, EventStatus, Step, de
 
 
 def execution(status: str, actions: list[dict[str, Any]] | None = None) -> Execution:
-    return Execution.model_validate({"id": 42, "status": status, "html_url": "https://app.buddy.works/x/42", "action_executions": actions or []})
+    return Execution.model_validate(
+        {"id": 42, "status": status, "html_url": "https://app.buddy.works/x/42", "action_executions": actions or []}
+    )
 
 
 GATE_ON_ACTION = [
@@ -23,7 +25,12 @@ VARIABLES_ON_ACTION = [{"action_execution_id": "a3", "status": "WAITING_FOR_VARI
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [("SUCCESSFUL", EventStatus.SUCCESS), ("FAILED", EventStatus.FAILED), ("TERMINATED", EventStatus.CANCELLED), ("SKIPPED", EventStatus.SKIPPED)],
+    [
+        ("SUCCESSFUL", EventStatus.SUCCESS),
+        ("FAILED", EventStatus.FAILED),
+        ("TERMINATED", EventStatus.CANCELLED),
+        ("SKIPPED", EventStatus.SKIPPED),
+    ],
 )
 def test_finished_statuses_finish(status: str, expected: EventStatus) -> None:
     decision = decide(execution(status), ApprovalPolicy.WAIT)
@@ -41,7 +48,9 @@ def test_skipped_can_be_read_as_success() -> None:
 
 
 def test_failed_names_action_and_error() -> None:
-    failed = execution("FAILED", [{"action_execution_id": "a9", "status": "FAILED", "error_message": "exit 2", "action": {"name": "Tests"}}])
+    failed = execution(
+        "FAILED", [{"action_execution_id": "a9", "status": "FAILED", "error_message": "exit 2", "action": {"name": "Tests"}}]
+    )
     decision = decide(failed, ApprovalPolicy.WAIT)
     assert "'Tests'" in decision.message and "exit 2" in decision.message
 

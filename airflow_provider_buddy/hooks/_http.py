@@ -131,7 +131,15 @@ class ErrorFamily:
 class _Transient(Exception):
     """A failure the retry policy may try again; carries what the final error needs."""
 
-    def __init__(self, kind: ErrorKind, detail: str, *, status: int | None = None, headers: httpx.Headers | None = None, messages: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        *,
+        status: int | None = None,
+        headers: httpx.Headers | None = None,
+        messages: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
@@ -385,8 +393,10 @@ class HttpCore:
         if status < 300:
             return
         messages = tuple(self.scrub(m, call) for m in server_messages(response))
-        retryable = status in RETRYABLE_STATUSES if call.replay is Replay.SAFE else (
-            call.replay is Replay.ONLY_IF_REJECTED and status in REJECTED_STATUSES
+        retryable = (
+            status in RETRYABLE_STATUSES
+            if call.replay is Replay.SAFE
+            else (call.replay is Replay.ONLY_IF_REJECTED and status in REJECTED_STATUSES)
         )
         if retryable:
             kind = ErrorKind.RATE_LIMITED if status == 429 else ErrorKind.SERVER

@@ -303,7 +303,9 @@ class BuddyHook(ApiHookBase):
         api = await self._aapi()
 
         async def page(offset: int, limit: int) -> Any:
-            return await self.acall(api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit))
+            return await self.acall(
+                api.get_action_logs(workspace, project_name, pipeline_id, execution_id, action_execution_id, offset, limit)
+            )
 
         offset = 0
         if tail is not None:

@@ -88,9 +88,7 @@ class BuddyApi:
     def _ws(self, workspace: str | None) -> str:
         chosen = workspace or self.workspace
         if not chosen:
-            raise BuddyConfigurationError(
-                "No Buddy workspace: set the connection's Workspace (login) field or pass workspace="
-            )
+            raise BuddyConfigurationError("No Buddy workspace: set the connection's Workspace (login) field or pass workspace=")
         return chosen
 
     def _pipeline_path(self, workspace: str | None, project_name: str, pipeline_id: int) -> str:
@@ -137,7 +135,9 @@ class BuddyApi:
             params={"page": page, "per_page": per_page},
         )
 
-    def _patch_execution(self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, body: dict[str, Any]) -> ApiCall[Execution]:
+    def _patch_execution(
+        self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, body: dict[str, Any]
+    ) -> ApiCall[Execution]:
         return ApiCall(
             "PATCH",
             self._pipeline_path(workspace, project_name, pipeline_id) + f"/executions/{_q(execution_id)}",
@@ -172,7 +172,9 @@ class BuddyApi:
             body["approve_action_id"] = action_execution_id
         return self._patch_execution(workspace, project_name, pipeline_id, execution_id, body)
 
-    def get_action_execution(self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str) -> ApiCall[ActionExecution]:
+    def get_action_execution(
+        self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str
+    ) -> ApiCall[ActionExecution]:
         """``GET .../executions/{id}/action_executions/{aeid}``."""
         return ApiCall(
             "GET",
@@ -183,7 +185,14 @@ class BuddyApi:
         )
 
     def get_action_logs(
-        self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str, offset: int, limit: int
+        self,
+        workspace: str | None,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        action_execution_id: str,
+        offset: int,
+        limit: int,
     ) -> ApiCall[ActionLogs]:
         """``GET .../action_executions/{aeid}/logs?offset=&limit=``."""
         return ApiCall(
@@ -191,7 +200,8 @@ class BuddyApi:
             self._pipeline_path(workspace, project_name, pipeline_id)
             + f"/executions/{_q(execution_id)}/action_executions/{_q(action_execution_id)}/logs",
             ActionLogs.model_validate,
-            f"logs of action execution {action_execution_id} of " + self._what_execution(workspace, project_name, pipeline_id, execution_id),
+            f"logs of action execution {action_execution_id} of "
+            + self._what_execution(workspace, project_name, pipeline_id, execution_id),
             params={"offset": offset, "limit": limit},
         )
 

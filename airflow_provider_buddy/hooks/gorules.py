@@ -183,4 +183,3 @@ class GoRulesHook(ApiHookBase):
     async def alist_releases(self, project_id: str, *, per_page: int = api.DEFAULT_PER_PAGE, max_items: int | None = None) -> list[Release]:
         """Async :meth:`list_releases`."""
         return await self.awalk(lambda page: api.list_releases_page(project_id, page, per_page), max_items)
-

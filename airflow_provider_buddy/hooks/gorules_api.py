@@ -113,9 +113,7 @@ def require_text(value: Any, parameter: str) -> str:
 def require_comment(comment: Any) -> str:
     """The cancel comment the API requires (at least one character), or a clear error before anything is sent."""
     if not isinstance(comment, str) or not comment.strip():
-        raise GoRulesConfigurationError(
-            f"comment is required to cancel a GoRules run (the API refuses an empty reason), got {comment!r}"
-        )
+        raise GoRulesConfigurationError(f"comment is required to cancel a GoRules run (the API refuses an empty reason), got {comment!r}")
     return comment.strip()
 
 
@@ -139,7 +137,13 @@ def _project(project_id: str) -> str:
 
 def list_projects_page(page: int = 1, per_page: int = 1) -> ApiCall[Page]:
     """``GET /api/projects?page=&perPage=`` (used by the connection test)."""
-    return ApiCall("GET", "projects", _page_reader(TypeAdapter(list[dict[str, Any]]), page, per_page), "projects", params={"page": page, "perPage": per_page})
+    return ApiCall(
+        "GET",
+        "projects",
+        _page_reader(TypeAdapter(list[dict[str, Any]]), page, per_page),
+        "projects",
+        params={"page": page, "perPage": per_page},
+    )
 
 
 def list_runs_page(project_id: str, page: int, per_page: int = DEFAULT_PER_PAGE) -> ApiCall[Page]:

@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     **dict.fromkeys(
-        ("Action", "ActionExecution", "ActionLogs", "Execution", "Member", "Pipeline", "RunPipelineRequest", "Variable", "Workspace", "variables_from"),
+        (
+            "Action",
+            "ActionExecution",
+            "ActionLogs",
+            "Execution",
+            "Member",
+            "Pipeline",
+            "RunPipelineRequest",
+            "Variable",
+            "Workspace",
+            "variables_from",
+        ),
         "buddy",
     ),
     **dict.fromkeys(("ExecutionStatus", "StatusGroup", "WaitKind", "status_group", "wait_kind"), "buddy_status"),

@@ -29,8 +29,12 @@ _RUN_GROUPS: dict[str, StatusGroup] = {
     "waiting": StatusGroup.WAITING_FOR_PERSON,
 }
 
-_JOB_DONE = frozenset({"completed", "success", "succeeded", "deployed", "failure", "failed", "cancelled", "canceled", "skipped", "rejected"})
-_JOB_WAITING = frozenset({"waiting", "waiting_for_review", "waiting_for_approval", "pending_review", "pending_approval", "review", "in_review"})
+_JOB_DONE = frozenset(
+    {"completed", "success", "succeeded", "deployed", "failure", "failed", "cancelled", "canceled", "skipped", "rejected"}
+)
+_JOB_WAITING = frozenset(
+    {"waiting", "waiting_for_review", "waiting_for_approval", "pending_review", "pending_approval", "review", "in_review"}
+)
 
 
 def run_status_group(status: str | None) -> StatusGroup:
@@ -343,8 +347,10 @@ class DeployResult(_GoRulesModel):
             return cls()
         keys = tuple(sorted(str(key) for key in data))
         candidate = data.get("run") if isinstance(data.get("run"), dict) else data
-        looks_like_run = isinstance(candidate, dict) and candidate.get("id") and (
-            "status" in candidate or "jobs" in candidate or "releaseId" in candidate or "release_id" in candidate
+        looks_like_run = (
+            isinstance(candidate, dict)
+            and candidate.get("id")
+            and ("status" in candidate or "jobs" in candidate or "releaseId" in candidate or "release_id" in candidate)
         )
         if looks_like_run:
             try:

@@ -78,7 +78,9 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         check_positive_int(execution_id, "execution_id")
 
     def _current(self, pipeline_id: int) -> Execution:
-        return self.hook.get_execution(self.project_name, pipeline_id, positive_int(self.execution_id, "execution_id"), workspace=self.workspace)
+        return self.hook.get_execution(
+            self.project_name, pipeline_id, positive_int(self.execution_id, "execution_id"), workspace=self.workspace
+        )
 
     # ---- asking ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -91,7 +93,11 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             raise BuddyApiError(f"{describe_execution(execution)} has already ended ({execution.status}); there is nothing to approve")
         kind = execution.waits_for
         if kind is None:
-            self.log.info("%s no longer waits for a person (status %s): answered in Buddy already; not asking", describe_execution(execution), execution.status)
+            self.log.info(
+                "%s no longer waits for a person (status %s): answered in Buddy already; not asking",
+                describe_execution(execution),
+                execution.status,
+            )
             decision = self._decision(execution, "answered_in_buddy", None, None, None, {})
             context["ti"].xcom_push(key=DECISION_KEY, value=decision)
             return decision
@@ -119,7 +125,14 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         execution = self._current(pipeline_id)
         approved = chosen[0] == self.APPROVE
         operation, note = self._apply(pipeline_id, execution, approved, params_input)
-        decision = self._decision(execution, "approved" if approved else "rejected", operation, event.get("responded_by_user"), event.get("responded_at"), params_input)
+        decision = self._decision(
+            execution,
+            "approved" if approved else "rejected",
+            operation,
+            event.get("responded_by_user"),
+            event.get("responded_at"),
+            params_input,
+        )
         decision["note"] = note
         context["ti"].xcom_push(key=DECISION_KEY, value=decision)
         return super().execute_complete(context=context, event=event)

@@ -95,6 +95,7 @@ class BuddyBaseOperator(BuddyTargetMixin, BaseOperator):
         for name in ("variables", "approval_variables"):
             mask_variables(getattr(self, name, None))
 
+
 class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
     """An operator that may wait on the execution it acts on (run, retry)."""
 
@@ -114,7 +115,11 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        for name, flag in (("wait_for_completion", wait_for_completion), ("cancel_on_kill", cancel_on_kill), ("skipped_is_success", skipped_is_success)):
+        for name, flag in (
+            ("wait_for_completion", wait_for_completion),
+            ("cancel_on_kill", cancel_on_kill),
+            ("skipped_is_success", skipped_is_success),
+        ):
             check_bool(flag, name)
         check_bool(deferrable, "deferrable", optional=True)
         self.wait_for_completion = wait_for_completion
@@ -300,7 +305,9 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         check_bool(self.retry_failed_run, "retry_failed_run")
         check_bool(self.refresh, "refresh", optional=True)
         check_bool(self.clear_cache, "clear_cache", optional=True)
-        refs = [name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None and not is_template(getattr(self, name))]
+        refs = [
+            name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None and not is_template(getattr(self, name))
+        ]
         if len(refs) > 1:
             raise ValueError(f"give at most one of branch, tag, pull_request (got {' and '.join(refs)})")
         if self.priority is not None and str(self.priority).upper() not in _PRIORITIES:
@@ -394,11 +401,15 @@ class BuddyRunPipelineOperator(_WaitingOperator):
             return execution
         started_by = marked_try(execution.comment, marker)
         if started_by is None or not first_try <= started_by < try_number:
-            self.log.info("This task's earlier %s already ended (%s) before the task was cleared; starting a new run", what, execution.status)
+            self.log.info(
+                "This task's earlier %s already ended (%s) before the task was cleared; starting a new run", what, execution.status
+            )
             return None
         group = execution.status_group
         if group is StatusGroup.SUCCESS or (group is StatusGroup.SKIPPED and self.skipped_is_success):
-            self.log.info("%s, started by try %s, already ended %s: taking its result instead of running again", what, started_by, execution.status)
+            self.log.info(
+                "%s, started by try %s, already ended %s: taking its result instead of running again", what, started_by, execution.status
+            )
             return execution
         if self.retry_failed_run and group in (StatusGroup.FAILURE, StatusGroup.CANCELLED):
             return self._retry_in_buddy(pipeline_id, execution, started_by)

@@ -195,7 +195,9 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
                 self.log.warning("Could not read run %s yet (%s); waiting on it by its id", result.run_id, exc)
                 run = Run(id=result.run_id, release_id=release_id)
         if run is None:
-            self.log.info("The deploy's answer does not name the run (keys: %s); looking it up among the project's runs", list(result.raw_keys))
+            self.log.info(
+                "The deploy's answer does not name the run (keys: %s); looking it up among the project's runs", list(result.raw_keys)
+            )
             run = self._find_new_run(project_id, known, release_id, environment_id, marker)
         if run is None:
             raise GoRulesResponseError(

@@ -87,7 +87,9 @@ def shows_markers(runs: Iterable[Run]) -> bool:
     return any(MARKER_PREFIX in text for run in runs for text in _deploy_texts(run))
 
 
-def earlier_try_run(runs: Iterable[Run], release_id: str, environment_id: str, marker: str, *, retry_since: datetime | None) -> tuple[Run | None, str]:
+def earlier_try_run(
+    runs: Iterable[Run], release_id: str, environment_id: str, marker: str, *, retry_since: datetime | None
+) -> tuple[Run | None, str]:
     """
     The still-going run an earlier try of this task instance created, and how it was recognised.
 
@@ -99,7 +101,9 @@ def earlier_try_run(runs: Iterable[Run], release_id: str, environment_id: str, m
         run of this release to this environment created since then is taken as the earlier try's (None on a first try).
     """
     runs = list(runs)
-    going = [run for run in newest_first(runs) if about(run, release_id, environment_id) and not run.is_finished and not foreign(run, marker)]
+    going = [
+        run for run in newest_first(runs) if about(run, release_id, environment_id) and not run.is_finished and not foreign(run, marker)
+    ]
     for run in going:
         if marked(run, marker):
             return run, "its deploy comment carries this task instance's marker"

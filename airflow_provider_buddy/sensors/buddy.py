@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-
 class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperator):
     """
     Waits until a Buddy execution ends — or stops for a person, per ``on_approval``.
@@ -105,7 +104,10 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         """One look at the execution (sync hook); approves when the policy says so."""
         pipeline_id, execution_id = self._ids()
         payload, self._failed_looks, _ = look_or_wait_out(
-            self.log, lambda: self.poll_once(pipeline_id, execution_id, self._approved), self._failed_looks, f"Buddy execution {execution_id}"
+            self.log,
+            lambda: self.poll_once(pipeline_id, execution_id, self._approved),
+            self._failed_looks,
+            f"Buddy execution {execution_id}",
         )
         if payload is None:
             return False  # still going, or Buddy not answering well: the run goes on, so does the wait
@@ -120,7 +122,9 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
             return super().execute(context)
         pipeline_id, execution_id = self._ids()
         # transient trouble on this first look: the triggerer looks again
-        payload, _, _ = look_or_wait_out(self.log, lambda: self.poll_once(pipeline_id, execution_id, self._approved), 0, f"Buddy execution {execution_id}")
+        payload, _, _ = look_or_wait_out(
+            self.log, lambda: self.poll_once(pipeline_id, execution_id, self._approved), 0, f"Buddy execution {execution_id}"
+        )
         if payload is not None:
             BuddyExecutionLink.persist(context, payload.get("html_url"))
             return self.finish_wait(context, payload, pipeline_id=pipeline_id)

@@ -76,7 +76,9 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One look at the run (sync hook)."""
         project_id, run_id = self._ids()
-        payload, self._failed_looks, _ = look_or_wait_out(self.log, lambda: self.poll_once(project_id, run_id), self._failed_looks, f"GoRules run {run_id}")
+        payload, self._failed_looks, _ = look_or_wait_out(
+            self.log, lambda: self.poll_once(project_id, run_id), self._failed_looks, f"GoRules run {run_id}"
+        )
         if payload is None:
             return False  # still going, or the BRMS not answering well: the run goes on, so does the wait
         return PokeReturnValue(is_done=True, xcom_value=self.finish_wait(context, payload))

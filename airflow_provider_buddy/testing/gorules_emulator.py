@@ -86,7 +86,9 @@ class GoRulesEmulatorMixin:
         """One run as the API shows it."""
         return self.gorules.run_view(project_id, run_id)
 
-    def start_gorules_run(self, project_id: str, release_id: str, environments: Sequence[str], comment: str | None = None) -> dict[str, Any]:
+    def start_gorules_run(
+        self, project_id: str, release_id: str, environments: Sequence[str], comment: str | None = None
+    ) -> dict[str, Any]:
         """Start a workflow run over ``environments`` (keys or ids, in order), as someone in the BRMS UI would."""
         return self.gorules.start_run(project_id, release_id, environments, comment)
 

@@ -103,7 +103,13 @@ class Release:
 
     def view(self, project_id: str) -> dict[str, Any]:
         """The release as the releases list shows it."""
-        return {**self.ref(), "description": self.description, "projectId": project_id, "status": "published", "createdAt": iso(self.created)}
+        return {
+            **self.ref(),
+            "description": self.description,
+            "projectId": project_id,
+            "status": "published",
+            "createdAt": iso(self.created),
+        }
 
 
 @dataclass
@@ -194,7 +200,13 @@ class Project:
 
     def view(self) -> dict[str, Any]:
         """The project as the projects list shows it."""
-        return {"id": self.id, "name": self.name, "key": self.name.lower().replace(" ", "-"), "createdAt": iso(self.created), "protected": False}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "key": self.name.lower().replace(" ", "-"),
+            "createdAt": iso(self.created),
+            "protected": False,
+        }
 
 
 def settle(project: Project, run: Run, now: float) -> None:

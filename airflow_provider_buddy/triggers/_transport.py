@@ -247,9 +247,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connector = aiohttp.TCPConnector(
             ssl=self._ssl, limit=self._max_connections, keepalive_timeout=self._keepalive, socket_factory=counted_socket
         )
-        session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False
-        )
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False)
         # Only this transport decides what is sent again (aiohttp would replay PUT and DELETE too).
         session._retry_connection = False
         self._session = session
@@ -285,7 +283,11 @@ class PollingClient(httpx.AsyncClient):
         if method == "GET" and isinstance(url, str) and kwargs.keys() <= _FAST_KEYS and not self.is_closed:
             timeout = kwargs.get("timeout")
             headers = kwargs.get("headers")
-            if isinstance(timeout, (int, float)) and (headers is None or isinstance(headers, dict)) and url.startswith(("https://", "http://")):
+            if (
+                isinstance(timeout, (int, float))
+                and (headers is None or isinstance(headers, dict))
+                and url.startswith(("https://", "http://"))
+            ):
                 merged = self._headers_for(headers or {})
                 if merged is not None:
                     seconds = float(timeout)
@@ -293,7 +295,9 @@ class PollingClient(httpx.AsyncClient):
                         "GET", URL(url, encoded=True), merged, None, {"connect": seconds, "read": seconds, "pool": seconds}
                     )
                     response = _Response(
-                        status, headers=raw_headers, stream=httpx.ByteStream(content),
+                        status,
+                        headers=raw_headers,
+                        stream=httpx.ByteStream(content),
                         extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
                     )
                     response._lazy_url = url

@@ -144,7 +144,12 @@ class BuddyExecutionTrigger(PollingTrigger):
     async def poll(self, poller: SharedPoller) -> Poll:
         """Read the execution once (shared with every waiter on it), decide, approve when the policy says so."""
         execution = await read_execution(
-            poller, self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id,
+            poller,
+            self.buddy_conn_id,
+            self.workspace,
+            self.project_name,
+            self.pipeline_id,
+            self.execution_id,
             max_age=self.poll_interval * 0.9,
         )
         decision = decide(
@@ -174,8 +179,12 @@ class BuddyExecutionTrigger(PollingTrigger):
         variables = self.approval_variables if decision.waits_for is WaitKind.VARIABLES else None
         try:
             await hook.aapprove_execution(
-                self.project_name, self.pipeline_id, self.execution_id,
-                variables=variables, action_execution_id=decision.waiting_action_execution_id, workspace=self.workspace,
+                self.project_name,
+                self.pipeline_id,
+                self.execution_id,
+                variables=variables,
+                action_execution_id=decision.waiting_action_execution_id,
+                workspace=self.workspace,
             )
         except ProviderApiError as exc:
             if exc.kind is ErrorKind.CLIENT:
@@ -216,8 +225,12 @@ class BuddyExecutionTrigger(PollingTrigger):
                 details["error_message"] = full.error_message
             if self.log_tail > 0:
                 details["log_tail"] = await hook.aget_action_execution_logs(
-                    self.project_name, self.pipeline_id, self.execution_id, failed.action_execution_id,
-                    tail=self.log_tail, workspace=self.workspace,
+                    self.project_name,
+                    self.pipeline_id,
+                    self.execution_id,
+                    failed.action_execution_id,
+                    tail=self.log_tail,
+                    workspace=self.workspace,
                 )
         except ProviderApiError as exc:
             self.log.warning("Could not fetch the failed action's log: %s", exc)

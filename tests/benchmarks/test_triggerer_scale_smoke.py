@@ -13,16 +13,43 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "triggerer_scale.py"
 N = 20
 KIND_METRICS = {
-    "cpu_ms_per_request", "gc_ms_per_request", "requests", "polls_per_wait", "rss_peak_mb", "rss_per_trigger_kb", "connections",
-    "handshakes", "lateness_mean_s", "lateness_max_s", "errors", "error_samples", "requests_per_interval", "repeats",
+    "cpu_ms_per_request",
+    "gc_ms_per_request",
+    "requests",
+    "polls_per_wait",
+    "rss_peak_mb",
+    "rss_per_trigger_kb",
+    "connections",
+    "handshakes",
+    "lateness_mean_s",
+    "lateness_max_s",
+    "errors",
+    "error_samples",
+    "requests_per_interval",
+    "repeats",
 }
 
 
 def test_small_run_reports_every_kind_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     command = [
-        sys.executable, str(SCRIPT), "--n", str(N), "--interval", "0.2", "--duration", "1", "--fan-in-kinds", "ours",
-        "--import-rounds", "1", "--skip-worker", "--json", str(out), "--workdir", str(tmp_path / "work"),
+        sys.executable,
+        str(SCRIPT),
+        "--n",
+        str(N),
+        "--interval",
+        "0.2",
+        "--duration",
+        "1",
+        "--fan-in-kinds",
+        "ours",
+        "--import-rounds",
+        "1",
+        "--skip-worker",
+        "--json",
+        str(out),
+        "--workdir",
+        str(tmp_path / "work"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -44,5 +71,7 @@ def test_small_run_reports_every_kind_without_errors(tmp_path: Path) -> None:
 
     assert report["imports"]["delta_ms"] > 0 and report["imports"]["modules"] > 0
     assert report["worker_hold"] is None
-    assert {"cpu_vs_http", "cpu_vs_floor", "rss_vs_http", "connections", "lateness", "errors", "fan_in", "imports"} <= set(report["targets"])
+    assert {"cpu_vs_http", "cpu_vs_floor", "rss_vs_http", "connections", "lateness", "errors", "fan_in", "imports"} <= set(
+        report["targets"]
+    )
     assert "| CPU ms per request |" in report["markdown"] and "Fan-in" in report["markdown"]

@@ -63,7 +63,13 @@ def test_release_approved(demo: BuddyEmulator, airflow_api: Any) -> None:
     responder = HitlResponder(airflow_api)
     responder.answer("buddy_release", "approve", "Approve")
     dag_run = run_dag(dag, run_conf={"branch": "release/1.4", "comment": "Release 1.4"})
-    assert states(dag_run) == {"clear_cache": "success", "build": "success", "staging": "success", "approve": "success", "production": "success"}
+    assert states(dag_run) == {
+        "clear_cache": "success",
+        "build": "success",
+        "staging": "success",
+        "approve": "success",
+        "production": "success",
+    }
     assert demo.cache_clears("web", 1) == 1
     (build_post,) = demo.requests_to("POST", r"/pipelines/1/executions$")
     assert build_post.json["branch"] == {"name": "release/1.4"} and build_post.json["comment"].startswith("Release 1.4 (build)")

@@ -95,9 +95,22 @@ def test_release_gate(brms: Brms, emulator: BuddyEmulator, airflow_api: Any, cho
     [deploy] = brms.deploys()
     assert deploy.json["comment"].startswith(f"Rules release from Airflow (gorules_release, {dag_run.run_id})")
     if choice == "Promote":
-        assert states(dag_run) == {"deploy_to_staging": "success", "gate": "success", "wait_for_rollout": "success", "cancel_rollout": "skipped"}
+        assert states(dag_run) == {
+            "deploy_to_staging": "success",
+            "gate": "success",
+            "wait_for_rollout": "success",
+            "cancel_rollout": "skipped",
+        }
         assert run["status"] == "completed" and xcom(dag_run, "wait_for_rollout")["status"] == "completed"
         assert brms.cancels(run["id"]) == []
     else:
-        assert states(dag_run) == {"deploy_to_staging": "success", "gate": "success", "wait_for_rollout": "skipped", "cancel_rollout": "success"}
-        assert run["status"] == "cancelled" and run["cancelledComment"] == f"Rejected at the Airflow gate of gorules_release ({dag_run.run_id})"
+        assert states(dag_run) == {
+            "deploy_to_staging": "success",
+            "gate": "success",
+            "wait_for_rollout": "skipped",
+            "cancel_rollout": "success",
+        }
+        assert (
+            run["status"] == "cancelled"
+            and run["cancelledComment"] == f"Rejected at the Airflow gate of gorules_release ({dag_run.run_id})"
+        )

@@ -238,7 +238,9 @@ def test_bad_connection_fields_are_named(fields: dict[str, str], message: str) -
 
 
 def test_connection_extras_are_read() -> None:
-    conn = Connection(conn_id="b", conn_type="buddy", login=WORKSPACE, password=TOKEN, extra='{"timeout": 7, "verify": "/etc/ca.pem", "max_retries": 2}')
+    conn = Connection(
+        conn_id="b", conn_type="buddy", login=WORKSPACE, password=TOKEN, extra='{"timeout": 7, "verify": "/etc/ca.pem", "max_retries": 2}'
+    )
     settings = buddy_settings(conn)
     assert (settings.timeout, settings.verify, settings.max_retries) == (7.0, "/etc/ca.pem", 2)
     assert TOKEN not in repr(settings)
@@ -252,10 +254,12 @@ def test_no_workspace_is_a_clear_error() -> None:
 
 def test_test_connection(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_BUDDY_OK", Connection(conn_id="buddy_ok", conn_type="buddy", host=emulator.url, login=WORKSPACE, password=TOKEN).as_json()
+        "AIRFLOW_CONN_BUDDY_OK",
+        Connection(conn_id="buddy_ok", conn_type="buddy", host=emulator.url, login=WORKSPACE, password=TOKEN).as_json(),
     )
     monkeypatch.setenv(
-        "AIRFLOW_CONN_BUDDY_BAD", Connection(conn_id="buddy_bad", conn_type="buddy", host=emulator.url, login=WORKSPACE, password="nope-x").as_json()
+        "AIRFLOW_CONN_BUDDY_BAD",
+        Connection(conn_id="buddy_bad", conn_type="buddy", host=emulator.url, login=WORKSPACE, password="nope-x").as_json(),
     )
     ok, message = BuddyHook("buddy_ok").test_connection()
     assert ok and WORKSPACE in message

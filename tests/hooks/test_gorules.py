@@ -123,7 +123,9 @@ async def test_cancel_without_comment_is_refused_before_sending(gorules_hook: Go
 
 # ---- deploy and releases -------------------------------------------------------------------------
 @pytest.mark.parametrize(("answer", "has_run", "has_id"), [("run", True, True), ("id", False, True), ("empty", False, False)])
-async def test_deploy_release_reads_every_answer_shape(emulator: BuddyEmulator, gorules_hook: GoRulesHook, answer: str, has_run: bool, has_id: bool) -> None:
+async def test_deploy_release_reads_every_answer_shape(
+    emulator: BuddyEmulator, gorules_hook: GoRulesHook, answer: str, has_run: bool, has_id: bool
+) -> None:
     brms = make_brms(emulator, deploy_answer=answer)
     result = gorules_hook.deploy_release(brms.project_id, brms.release_id, brms.env["dev"], "from Airflow")
     aresult = await gorules_hook.adeploy_release(brms.project_id, brms.release_id, brms.env["dev"])
@@ -221,7 +223,12 @@ def test_documented_run_example_parses() -> None:
 
 
 def test_unknown_statuses_and_fields_are_kept() -> None:
-    data = {**SEED_RUN, "status": "rolling_back", "brandNew": {"x": 1}, "jobs": [{**SEED_RUN["jobs"][0], "status": "deploying", "order": "2"}]}
+    data = {
+        **SEED_RUN,
+        "status": "rolling_back",
+        "brandNew": {"x": 1},
+        "jobs": [{**SEED_RUN["jobs"][0], "status": "deploying", "order": "2"}],
+    }
     run = Run.model_validate(data)
     assert run.status == "rolling_back" and run.status_group is StatusGroup.UNKNOWN and not run.is_finished
     assert run.jobs[0].status == "deploying" and run.jobs[0].order == 2
@@ -230,8 +237,15 @@ def test_unknown_statuses_and_fields_are_kept() -> None:
 
 @pytest.mark.parametrize(
     ("status", "group"),
-    [("completed", StatusGroup.SUCCESS), ("failure", StatusGroup.FAILURE), ("cancelled", StatusGroup.CANCELLED),
-     ("in_progress", StatusGroup.RUNNING), ("WAITING", StatusGroup.WAITING_FOR_PERSON), (None, StatusGroup.UNKNOWN), ("new", StatusGroup.UNKNOWN)],
+    [
+        ("completed", StatusGroup.SUCCESS),
+        ("failure", StatusGroup.FAILURE),
+        ("cancelled", StatusGroup.CANCELLED),
+        ("in_progress", StatusGroup.RUNNING),
+        ("WAITING", StatusGroup.WAITING_FOR_PERSON),
+        (None, StatusGroup.UNKNOWN),
+        ("new", StatusGroup.UNKNOWN),
+    ],
 )
 def test_status_groups(status: str | None, group: StatusGroup) -> None:
     assert run_status_group(status) is group
@@ -239,8 +253,15 @@ def test_status_groups(status: str | None, group: StatusGroup) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "run_id", "is_run"),
-    [(SEED_RUN, SEED_RUN["id"], True), ({"run": SEED_RUN}, SEED_RUN["id"], True), ({"id": "r1"}, "r1", False),
-     ({"runId": "r2", "changeRequestId": "c"}, "r2", False), ({}, None, False), (None, None, False), ([1], None, False)],
+    [
+        (SEED_RUN, SEED_RUN["id"], True),
+        ({"run": SEED_RUN}, SEED_RUN["id"], True),
+        ({"id": "r1"}, "r1", False),
+        ({"runId": "r2", "changeRequestId": "c"}, "r2", False),
+        ({}, None, False),
+        (None, None, False),
+        ([1], None, False),
+    ],
 )
 def test_deploy_answer_reading(answer: Any, run_id: str | None, is_run: bool) -> None:
     result = DeployResult.from_api(answer)

@@ -61,7 +61,9 @@ def test_retry_after_parsing() -> None:
 
 
 def test_get_gives_up_with_typed_error(hook: BuddyHook, emulator: BuddyEmulator) -> None:
-    emulator.add_fault(Fault(kind="status", status=429, body={"errors": [{"message": "Slow down"}]}, method="GET", path=PIPELINE, times=None))
+    emulator.add_fault(
+        Fault(kind="status", status=429, body={"errors": [{"message": "Slow down"}]}, method="GET", path=PIPELINE, times=None)
+    )
     with pytest.raises(BuddyRateLimitError) as info:
         hook.get_pipeline("web", 1)
     assert info.value.http_status == 429 and "Slow down" in str(info.value)
@@ -96,7 +98,9 @@ def test_run_post_whose_answer_times_out_is_not_sent_twice(emulator: BuddyEmulat
     assert [e["comment"] for e in emulator.executions("web", 1)] == ["once"]
 
 
-@pytest.mark.parametrize("fault", [Fault(kind="drop", method="POST", path=RUNS, when="after"), Fault(kind="status", status=503, method="POST", path=RUNS)])
+@pytest.mark.parametrize(
+    "fault", [Fault(kind="drop", method="POST", path=RUNS, when="after"), Fault(kind="status", status=503, method="POST", path=RUNS)]
+)
 def test_run_post_is_never_replayed_once_sent(hook: BuddyHook, emulator: BuddyEmulator, fault: Fault) -> None:
     emulator.add_fault(fault)
     with pytest.raises((BuddyConnectionError, BuddyServerError)):
@@ -118,7 +122,9 @@ def test_run_post_retried_when_connection_never_opened(logs: LogCapture) -> None
 
 
 def test_patch_retried_only_when_rejected(hook: BuddyHook, emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=5, identifier="slow", name="Slow", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 9999}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=5, identifier="slow", name="Slow", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 9999}]
+    )
     execution = hook.run_pipeline("web", 5)
     patch = rf"/executions/{execution.id}$"
     emulator.add_fault(Fault(kind="status", status=429, headers={"Retry-After": "0"}, method="PATCH", path=patch))
@@ -151,7 +157,9 @@ def test_client_errors_are_not_retried(hook: BuddyHook, emulator: BuddyEmulator)
 
 
 async def test_async_path_follows_the_same_rules(emulator: BuddyEmulator) -> None:
-    hook = BuddyHook(settings=fast_settings(emulator.url, timeout=1.0))  # the last retry's answer must come within it, on a slow machine too
+    hook = BuddyHook(
+        settings=fast_settings(emulator.url, timeout=1.0)
+    )  # the last retry's answer must come within it, on a slow machine too
     try:
         emulator.add_fault(Fault(kind="status", status=502, method="GET", path=PIPELINE, times=2))
         emulator.add_fault(Fault(kind="drop", method="GET", path=PIPELINE, times=1))

@@ -187,7 +187,10 @@ def test_outputted_variables_hide_encrypted_values() -> None:
             "id": 1,
             "status": "SUCCESSFUL",
             "action_executions": [
-                {"status": "SUCCESSFUL", "outputted_variables": [{"key": "V", "value": "1.2"}, {"key": "S", "value": "xyz", "encrypted": True}]}
+                {
+                    "status": "SUCCESSFUL",
+                    "outputted_variables": [{"key": "V", "value": "1.2"}, {"key": "S", "value": "xyz", "encrypted": True}],
+                }
             ],
         }
     )

@@ -26,7 +26,12 @@ GATE = [
     {"id": 22, "name": "Deploy to production", "type": "BUILD", "duration": 4},
 ]
 ASK = [
-    {"id": 30, "name": "Release details", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "RELEASE_NOTES", "value": "tbd"}, {"key": "VERSION", "value": "1.0"}]},
+    {
+        "id": 30,
+        "name": "Release details",
+        "type": "WAIT_FOR_VARIABLES",
+        "variables": [{"key": "RELEASE_NOTES", "value": "tbd"}, {"key": "VERSION", "value": "1.0"}],
+    },
     {"id": 31, "name": "Publish", "type": "BUILD", "duration": 2},
 ]
 
@@ -38,16 +43,29 @@ def responder(airflow_api: Any) -> HitlResponder:
 
 @pytest.fixture(autouse=True)
 def pipelines(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=2, identifier="deploy-staging", name="Deploy staging", actions=GATE, wait_shown_on="action")
-    emulator.add_pipeline(project="web", pipeline_id=3, identifier="release-notes", name="Release notes", actions=ASK, wait_shown_on="execution")
+    emulator.add_pipeline(
+        project="web", pipeline_id=2, identifier="deploy-staging", name="Deploy staging", actions=GATE, wait_shown_on="action"
+    )
+    emulator.add_pipeline(
+        project="web", pipeline_id=3, identifier="release-notes", name="Release notes", actions=ASK, wait_shown_on="execution"
+    )
 
 
 def gate_dag(pipeline: str) -> DAG:
     with DAG(dag_id=f"gate_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        run = BuddyRunPipelineOperator(task_id="deploy", project_name="web", pipeline_id=pipeline, on_approval="succeed", poll_interval=0.1, deferrable=True)
-        gate = BuddyApprovalOperator(task_id="gate", project_name="web", pipeline_id=pipeline, execution_id="{{ ti.xcom_pull(task_ids='deploy') }}")
+        run = BuddyRunPipelineOperator(
+            task_id="deploy", project_name="web", pipeline_id=pipeline, on_approval="succeed", poll_interval=0.1, deferrable=True
+        )
+        gate = BuddyApprovalOperator(
+            task_id="gate", project_name="web", pipeline_id=pipeline, execution_id="{{ ti.xcom_pull(task_ids='deploy') }}"
+        )
         finish = BuddyExecutionSensor(
-            task_id="production", project_name="web", pipeline_id=pipeline, execution_id="{{ ti.xcom_pull(task_ids='deploy') }}", poke_interval=0.1, deferrable=True
+            task_id="production",
+            project_name="web",
+            pipeline_id=pipeline,
+            execution_id="{{ ti.xcom_pull(task_ids='deploy') }}",
+            poke_interval=0.1,
+            deferrable=True,
         )
         run >> gate >> finish
     return dag
@@ -110,7 +128,9 @@ def test_variables_prompt_becomes_a_form_answered_with_apply_variables(emulator:
     assert patch["variables"] == [{"key": "RELEASE_NOTES", "value": "Faster builds"}, {"key": "VERSION", "value": "2.0"}]
 
 
-def test_approval_given_in_buddy_meanwhile_is_not_applied_twice(emulator: BuddyEmulator, responder: HitlResponder, logs: LogCapture) -> None:
+def test_approval_given_in_buddy_meanwhile_is_not_applied_twice(
+    emulator: BuddyEmulator, responder: HitlResponder, logs: LogCapture
+) -> None:
     dag = gate_dag("deploy-staging")
 
     def someone_approves_in_buddy() -> None:

@@ -52,7 +52,16 @@ def pipelines(emulator: BuddyEmulator) -> None:
     emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", name="Long deploy", actions=LONG)
     emulator.add_pipeline(project="web", pipeline_id=2, identifier="deploy", name="Deploy", actions=GATE, wait_shown_on="action")
     emulator.add_pipeline(project="web", pipeline_id=3, identifier="notes", name="Notes", actions=ASK)
-    emulator.add_pipeline(project="web", pipeline_id=4, identifier="tests", name="Tests", actions=FAILING, outcome="FAILED", fail_action=40, error_message="3 failed")
+    emulator.add_pipeline(
+        project="web",
+        pipeline_id=4,
+        identifier="tests",
+        name="Tests",
+        actions=FAILING,
+        outcome="FAILED",
+        fail_action=40,
+        error_message="3 failed",
+    )
 
 
 def one_task_dag(make: Callable[[], Any], **dag_kwargs: Any) -> DAG:
@@ -121,7 +130,11 @@ def test_run_without_waiting_returns_at_once(emulator: BuddyEmulator) -> None:
 
 @MODES
 def test_run_failure_message(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
-    dag = one_task_dag(lambda: BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=4, poll_interval=0.1, log_tail_lines=2, deferrable=deferrable))
+    dag = one_task_dag(
+        lambda: BuddyRunPipelineOperator(
+            task_id="run", project_name="web", pipeline_id=4, poll_interval=0.1, log_tail_lines=2, deferrable=deferrable
+        )
+    )
     assert states(run_dag(dag)) == {"run": "failed"}
     text = logs.text
     execution = emulator.executions("web", 4)[0]
@@ -203,7 +216,13 @@ def test_retry_starts_new_run_when_reattach_is_off(emulator: BuddyEmulator) -> N
     emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/executions/1$"))  # fails the first try mid-wait
     dag = one_task_dag(
         lambda: BuddyRunPipelineOperator(
-            task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1, retries=1, retry_delay=timedelta(seconds=0), reattach_on_retry=False
+            task_id="run",
+            project_name="web",
+            pipeline_id=7,
+            poll_interval=0.1,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            reattach_on_retry=False,
         )
     )
     assert states(run_dag(dag)) == {"run": "success"}
@@ -213,7 +232,9 @@ def test_retry_starts_new_run_when_reattach_is_off(emulator: BuddyEmulator) -> N
 def test_lost_run_answer_is_found_not_resent(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest import connection_json
 
-    monkeypatch.setenv("AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emulator.url, timeout=1.0))  # well over a normal answer on a slow machine
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emulator.url, timeout=1.0)
+    )  # well over a normal answer on a slow machine
     emulator.add_fault(Fault(kind="delay", delay=10.0, method="POST", path=RUNS, when="after"))  # cancelled when the emulator stops
     dag = one_task_dag(lambda: BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1))
     dag_run = run_dag(dag)
@@ -221,7 +242,7 @@ def test_lost_run_answer_is_found_not_resent(emulator: BuddyEmulator, monkeypatc
     assert len(posts(emulator)) == 1 and xcom(dag_run, "run") == emulator.executions("web", 7)[0]["id"]
 
 
-WORKER_DAG = '''
+WORKER_DAG = """
 from datetime import datetime
 from airflow.sdk import DAG
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
@@ -235,7 +256,7 @@ if __name__ == "__main__":
     from tests.airflow_support import run_dag
 
     run_dag(dag, logical_date=datetime(2026, 2, 2, tzinfo=timezone.utc))
-'''
+"""
 
 
 def test_worker_crash_mid_wait_reattaches(emulator: BuddyEmulator, tmp_path: Any) -> None:
@@ -343,8 +364,12 @@ def test_timeout_leaves_run_going_when_asked(emulator: BuddyEmulator, deferrable
 @MODES
 def test_run_on_approval_succeed_then_approve_operator(emulator: BuddyEmulator, deferrable: bool) -> None:
     with DAG(dag_id=f"op_gate_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        run = BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id="deploy", poll_interval=0.1, on_approval="succeed", deferrable=deferrable)
-        approve = BuddyApproveExecutionOperator(task_id="approve", project_name="web", pipeline_id=2, execution_id="{{ ti.xcom_pull(task_ids='run') }}")
+        run = BuddyRunPipelineOperator(
+            task_id="run", project_name="web", pipeline_id="deploy", poll_interval=0.1, on_approval="succeed", deferrable=deferrable
+        )
+        approve = BuddyApproveExecutionOperator(
+            task_id="approve", project_name="web", pipeline_id=2, execution_id="{{ ti.xcom_pull(task_ids='run') }}"
+        )
         run >> approve
     dag_run = run_dag(dag)
     execution = emulator.executions("web", 2)[0]
@@ -361,11 +386,15 @@ def test_approve_operator_sends_variables_and_refuses_non_waiting(emulator: Budd
     done = emulator.start_execution("web", 7)
     emulator.advance(30)  # `done` has finished; `asked` still waits for its variables
     with DAG(dag_id=f"op_approve_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BuddyApproveExecutionOperator(task_id="answer", project_name="web", pipeline_id=3, execution_id=asked["id"], variables={"NOTES": "ok"})
+        BuddyApproveExecutionOperator(
+            task_id="answer", project_name="web", pipeline_id=3, execution_id=asked["id"], variables={"NOTES": "ok"}
+        )
         BuddyApproveExecutionOperator(task_id="not_waiting", project_name="web", pipeline_id=7, execution_id=done["id"])
     dag_run = run_dag(dag)
     assert states(dag_run) == {"answer": "success", "not_waiting": "failed"}
-    assert emulator.requests_to("PATCH", rf"/pipelines/3/executions/{asked['id']}$")[0].json["variables"] == [{"key": "NOTES", "value": "ok"}]
+    assert emulator.requests_to("PATCH", rf"/pipelines/3/executions/{asked['id']}$")[0].json["variables"] == [
+        {"key": "NOTES", "value": "ok"}
+    ]
     assert "is not waiting for approval: its status is SUCCESSFUL" in logs.text
     assert emulator.requests_to("PATCH", r"/pipelines/7/") == []
 
@@ -378,7 +407,9 @@ def test_cancel_operator(emulator: BuddyEmulator, logs: LogCapture) -> None:
     with DAG(dag_id=f"op_cancel_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyCancelExecutionOperator(task_id="cancel", project_name="web", pipeline_id=8, execution_id=going["id"])
         BuddyCancelExecutionOperator(task_id="finished_ok", project_name="web", pipeline_id=7, execution_id=finished["id"])
-        BuddyCancelExecutionOperator(task_id="finished_strict", project_name="web", pipeline_id=7, execution_id=finished["id"], fail_if_finished=True)
+        BuddyCancelExecutionOperator(
+            task_id="finished_strict", project_name="web", pipeline_id=7, execution_id=finished["id"], fail_if_finished=True
+        )
     dag_run = run_dag(dag)
     assert states(dag_run) == {"cancel": "success", "finished_ok": "success", "finished_strict": "failed"}
     assert operations(emulator, going["id"]) == ["CANCEL"] and emulator.execution("web", 8, going["id"])["status"] == "TERMINATED"
@@ -442,7 +473,9 @@ def test_unknown_pipeline_name_fails_before_any_run(emulator: BuddyEmulator, log
 def test_buddy_not_answering_well_does_not_fail_a_started_run(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
     """Eight 503s in a row on the execution outlast the hook's retries twice over: the try that started the run waits on."""
     emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/executions/\d+$", times=8))
-    dag = one_task_dag(lambda: BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1, deferrable=deferrable))
+    dag = one_task_dag(
+        lambda: BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=7, poll_interval=0.1, deferrable=deferrable)
+    )
     dag_run = run_dag(dag)
     assert states(dag_run) == {"run": "success"} and dag_run.get_task_instance("run").try_number == 1
     assert len(posts(emulator)) == 1 and xcom(dag_run, "run", "summary")["status"] == "SUCCESSFUL" and emulator.faults == []

@@ -125,7 +125,13 @@ def test_cancel_run_operator(brms: Brms, emulator: BuddyEmulator, logs: LogCaptu
         cancel("finished", done, "too late")
         cancel("finished_strict", done, "too late", fail_if_finished=True)
     dag_run = run_dag(dag)
-    assert states(dag_run) == {"pick": "success", "cancel": "success", "empty_comment": "failed", "finished": "success", "finished_strict": "failed"}
+    assert states(dag_run) == {
+        "pick": "success",
+        "cancel": "success",
+        "empty_comment": "failed",
+        "finished": "success",
+        "finished_strict": "failed",
+    }
     assert [r.json for r in brms.cancels(going)] == [{"comment": f"Rejected by {dag.dag_id}"}] and brms.cancels(done) == []
     assert xcom(dag_run, "cancel")["status"] == "cancelled" and xcom(dag_run, "finished")["status"] == "completed"
     assert "comment is required" in logs.text and "nothing to cancel (fail_if_finished=True)" in logs.text
@@ -223,7 +229,9 @@ def test_a_run_named_by_id_that_cannot_be_read_yet_is_waited_on(emulator: BuddyE
 
 
 @MODES
-def test_transient_trouble_while_waiting_never_fails_the_deploy(brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+def test_transient_trouble_while_waiting_never_fails_the_deploy(
+    brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture
+) -> None:
     """Reads of the run fail for longer than the hook's retries (the first look included): keep waiting. Failing would
     have a retry deploy the release a second time once the run ended (or leave it unwatched without retries)."""
     emulator.add_fault(Fault(kind="status", status=503, method="GET", path=r"/runs/[^/]+$", times=6))
@@ -256,8 +264,14 @@ def test_a_retry_never_takes_another_task_instances_run(brms: Brms, emulator: Bu
     with new_dag() as dag:
         first, second = (
             GoRulesDeployReleaseOperator(
-                task_id=task_id, project_id=brms.project_id, release_id=brms.release_id, environment_id=brms.env["staging"],
-                on_approval="succeed", poll_interval=0.1, retries=1, retry_delay=timedelta(0),
+                task_id=task_id,
+                project_id=brms.project_id,
+                release_id=brms.release_id,
+                environment_id=brms.env["staging"],
+                on_approval="succeed",
+                poll_interval=0.1,
+                retries=1,
+                retry_delay=timedelta(0),
             )
             for task_id in ("first", "second")
         )

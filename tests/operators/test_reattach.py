@@ -81,7 +81,9 @@ def operations(emulator: BuddyEmulator) -> list[str]:
 
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
 def test_retry_takes_a_succeeded_run_and_a_clear_runs_again(emulator: BuddyEmulator, logs: LogCapture) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=9, identifier="instant", actions=[{"id": 90, "name": "Build", "type": "BUILD", "duration": 0}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=9, identifier="instant", actions=[{"id": 90, "name": "Build", "type": "BUILD", "duration": 0}]
+    )
     emulator.add_fault(Fault(kind="status", status=404, method="GET", path=ONE_EXECUTION))  # try 1 fails after its run succeeded
     dag = run_task(retries=1)
     when = datetime(2026, 6, 6, tzinfo=timezone.utc)
@@ -118,7 +120,9 @@ def test_retry_after_a_failed_run_starts_a_new_one_when_not_retried(
 ) -> None:
     emulator.add_pipeline(**FLAKY, retry_outcome="FAILED")
     if refused:
-        emulator.add_fault(Fault(kind="status", status=400, method="PATCH", path=ONE_EXECUTION, body={"errors": [{"message": "Cannot retry"}]}))
+        emulator.add_fault(
+            Fault(kind="status", status=400, method="PATCH", path=ONE_EXECUTION, body={"errors": [{"message": "Cannot retry"}]})
+        )
     dag_run = run_dag(run_task(retries=1, retry_failed_run=retry_failed_run))
     second, first = emulator.executions("web", 9)
     assert states(dag_run) == {"run": "failed"} and dag_run.get_task_instance("run").try_number == 2

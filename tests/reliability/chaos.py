@@ -59,17 +59,53 @@ KINDS = (RATE_LIMITED, BURST, SERVER_AFTER, DROP_BEFORE, DROP_AFTER, TIMEOUT, SL
 # Probability per request of each kind (bursts: of starting one), by request family. Run POSTs and PATCHes
 # are rare, so they get higher rates: each of their kinds must be hit often enough to mean something.
 RATES: dict[str, dict[Kind, float]] = {
-    "GET": {RATE_LIMITED: 0.03, BURST: 0.008, SERVER_AFTER: 0.01, DROP_BEFORE: 0.02, DROP_AFTER: 0.01, TIMEOUT: 0.012,
-            SLOW: 0.04, MALFORMED: 0.02, MALFORMED_AFTER: 0.01},
-    RUN_POST: {RATE_LIMITED: 0.05, BURST: 0.02, SERVER_AFTER: 0.06, DROP_BEFORE: 0.04, DROP_AFTER: 0.06, TIMEOUT: 0.08,
-               SLOW: 0.05, MALFORMED: 0.03, MALFORMED_AFTER: 0.05},
-    "PATCH": {RATE_LIMITED: 0.04, BURST: 0.01, SERVER_AFTER: 0.04, DROP_BEFORE: 0.04, DROP_AFTER: 0.04, TIMEOUT: 0.04,
-              SLOW: 0.04, MALFORMED: 0.02, MALFORMED_AFTER: 0.04},
+    "GET": {
+        RATE_LIMITED: 0.03,
+        BURST: 0.008,
+        SERVER_AFTER: 0.01,
+        DROP_BEFORE: 0.02,
+        DROP_AFTER: 0.01,
+        TIMEOUT: 0.012,
+        SLOW: 0.04,
+        MALFORMED: 0.02,
+        MALFORMED_AFTER: 0.01,
+    },
+    RUN_POST: {
+        RATE_LIMITED: 0.05,
+        BURST: 0.02,
+        SERVER_AFTER: 0.06,
+        DROP_BEFORE: 0.04,
+        DROP_AFTER: 0.06,
+        TIMEOUT: 0.08,
+        SLOW: 0.05,
+        MALFORMED: 0.03,
+        MALFORMED_AFTER: 0.05,
+    },
+    "PATCH": {
+        RATE_LIMITED: 0.04,
+        BURST: 0.01,
+        SERVER_AFTER: 0.04,
+        DROP_BEFORE: 0.04,
+        DROP_AFTER: 0.04,
+        TIMEOUT: 0.04,
+        SLOW: 0.04,
+        MALFORMED: 0.02,
+        MALFORMED_AFTER: 0.04,
+    },
 }
 # GoRules deploy POSTs are rarer still (a few per DAG run), and the faults that act after the BRMS created the run
 # are the ones the operator's search for a lost answer must survive: more of those.
-RATES[DEPLOY_POST] = {RATE_LIMITED: 0.03, BURST: 0.03, SERVER_AFTER: 0.10, DROP_BEFORE: 0.03, DROP_AFTER: 0.10, TIMEOUT: 0.10,
-                      SLOW: 0.03, MALFORMED: 0.03, MALFORMED_AFTER: 0.10}
+RATES[DEPLOY_POST] = {
+    RATE_LIMITED: 0.03,
+    BURST: 0.03,
+    SERVER_AFTER: 0.10,
+    DROP_BEFORE: 0.03,
+    DROP_AFTER: 0.10,
+    TIMEOUT: 0.10,
+    SLOW: 0.03,
+    MALFORMED: 0.03,
+    MALFORMED_AFTER: 0.10,
+}
 RATES[CANCEL_POST] = dict(RATES["PATCH"])
 BURST_STATUSES = (500, 502, 503, 504)
 BURST_LENGTH = (3, 10)

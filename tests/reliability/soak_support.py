@@ -49,19 +49,38 @@ APPROVALS = ("APPLY", "APPLY_VARIABLES")
 def add_pipelines(emulator: BuddyEmulator) -> None:
     """Every way a run can play out: outcomes, gates shown on the execution or only on the action, a prompt, a long run."""
     one = [{"id": 10, "name": "Build", "type": "BUILD", "duration": 10}]
-    emulator.add_pipeline(PROJECT, OK, "ok", actions=[*one, {"id": 11, "name": "Test", "type": "BUILD", "duration": 10,
-                                                           "outputted_variables": [{"key": "VERSION", "value": "1.2.3"}]}])
-    emulator.add_pipeline(PROJECT, FAILS, "fails", actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 10,
-                                                               "log": [f"pytest line {i}" for i in range(30)]}],
-                          outcome="FAILED", fail_action=20, error_message="3 tests failed")
+    emulator.add_pipeline(
+        PROJECT,
+        OK,
+        "ok",
+        actions=[
+            *one,
+            {"id": 11, "name": "Test", "type": "BUILD", "duration": 10, "outputted_variables": [{"key": "VERSION", "value": "1.2.3"}]},
+        ],
+    )
+    emulator.add_pipeline(
+        PROJECT,
+        FAILS,
+        "fails",
+        actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 10, "log": [f"pytest line {i}" for i in range(30)]}],
+        outcome="FAILED",
+        fail_action=20,
+        error_message="3 tests failed",
+    )
     emulator.add_pipeline(PROJECT, CANCELLED, "cancelled", actions=one, outcome="TERMINATED")
     emulator.add_pipeline(PROJECT, SKIPPED, "skipped", actions=one, outcome="SKIPPED")
     emulator.add_pipeline(PROJECT, GATES, "gates", actions=GATE_ACTIONS)
     emulator.add_pipeline(PROJECT, GATES_ON_ACTION, "gates-on-action", actions=GATE_ACTIONS, wait_shown_on="action")
-    emulator.add_pipeline(PROJECT, ASK, "ask", actions=[{"id": 70, "name": "Build", **BUILD},
-                                                         {"id": 71, "name": "Release notes", "type": "WAIT_FOR_VARIABLES",
-                                                          "variables": [{"key": "NOTES", "value": "tbd"}]},
-                                                         {"id": 72, "name": "Publish", **BUILD}])
+    emulator.add_pipeline(
+        PROJECT,
+        ASK,
+        "ask",
+        actions=[
+            {"id": 70, "name": "Build", **BUILD},
+            {"id": 71, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
+            {"id": 72, "name": "Publish", **BUILD},
+        ],
+    )
     emulator.add_pipeline(PROJECT, LONG, "long", actions=[{"id": 80, "name": "Deploy", "type": "BUILD", "duration": 10**6}])
     emulator.add_pipeline(PROJECT, QUICK, "quick", actions=[{"id": 90, "name": "Build", **BUILD}, {"id": 91, "name": "Test", **BUILD}])
 
@@ -134,7 +153,9 @@ class Retries(SecondChances):
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         super().__init__(monkeypatch)
-        self.count(BuddyRunPipelineOperator, "find_marked_run", lambda found: None if found is None else "lost run answers recovered by marker")
+        self.count(
+            BuddyRunPipelineOperator, "find_marked_run", lambda found: None if found is None else "lost run answers recovered by marker"
+        )
         self.count(
             BuddyRunPipelineOperator,
             "_carry_on_with",

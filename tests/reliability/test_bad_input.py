@@ -147,7 +147,11 @@ CONFLICTS: list[tuple[dict[str, Any], str]] = [
     ({"tag": "v1", "pull_request": "pull/3"}, "at most one of branch, tag, pull_request"),
     ({"branch": "main", "tag": "v1", "pull_request": "pull/3"}, "at most one of branch, tag, pull_request"),
 ]
-TABLE = [pytest.param(cls, name, value, message, id=f"{cls.__name__}-{name}={value!r}") for classes, name, value, message in CASES for cls in classes]
+TABLE = [
+    pytest.param(cls, name, value, message, id=f"{cls.__name__}-{name}={value!r}")
+    for classes, name, value, message in CASES
+    for cls in classes
+]
 
 
 @pytest.mark.usefixtures("buddy_conn")
@@ -202,18 +206,22 @@ def test_rendered_values_and_missing_pipelines_fail_before_anything_is_sent(emul
         tasks = [
             BuddyRunPipelineOperator(task_id="run_pipeline_blank", pipeline_id="{{ params.blank }}", **common),
             BuddyRunPipelineOperator(task_id="run_unknown_pipeline", pipeline_id="no-such-pipeline", **common),
-            BuddyRunPipelineOperator(task_id="run_branch_and_tag", pipeline_id=1, branch="{{ params.text }}", tag="{{ params.text }}", **common),
+            BuddyRunPipelineOperator(
+                task_id="run_branch_and_tag", pipeline_id=1, branch="{{ params.text }}", tag="{{ params.text }}", **common
+            ),
             BuddyRunPipelineOperator(task_id="run_variables_text", pipeline_id=1, variables="{{ params.text }}", **common),
             BuddyRetryExecutionOperator(task_id="retry_execution_zero", pipeline_id=1, execution_id="{{ params.zero }}", **common),
             BuddyRetryExecutionOperator(task_id="retry_unknown_pipeline", pipeline_id="no-such-pipeline", execution_id=1, **common),
             BuddyCancelExecutionOperator(task_id="cancel_execution_text", pipeline_id=1, execution_id="{{ params.text }}", **common),
             BuddyCancelExecutionOperator(task_id="cancel_unknown_pipeline", pipeline_id="no-such-pipeline", execution_id=1, **common),
             BuddyApproveExecutionOperator(task_id="approve_unknown_pipeline", pipeline_id="no-such-pipeline", execution_id=1, **common),
-            BuddyApproveExecutionOperator(task_id="approve_variables_for_a_plain_gate", pipeline_id=2, execution_id=waiting["id"],
-                                          variables={"N": "x"}, **common),
+            BuddyApproveExecutionOperator(
+                task_id="approve_variables_for_a_plain_gate", pipeline_id=2, execution_id=waiting["id"], variables={"N": "x"}, **common
+            ),
             BuddyApproveExecutionOperator(task_id="approve_no_variables_for_a_prompt", pipeline_id=3, execution_id=asking["id"], **common),
-            BuddyApproveExecutionOperator(task_id="approve_variables_text", pipeline_id=3, execution_id=asking["id"],
-                                          variables="{{ params.text }}", **common),
+            BuddyApproveExecutionOperator(
+                task_id="approve_variables_text", pipeline_id=3, execution_id=asking["id"], variables="{{ params.text }}", **common
+            ),
             BuddyClearPipelineCacheOperator(task_id="clear_unknown_pipeline", pipeline_id="no-such-pipeline", **common),
             BuddyExecutionSensor(task_id="sense_execution_negative", pipeline_id=1, execution_id="{{ params.neg }}", **common),
             BuddyExecutionSensor(task_id="sense_pipeline_text", pipeline_id="{{ params.text }}", execution_id=1, **common),
@@ -249,13 +257,19 @@ def test_rendered_values_and_missing_pipelines_fail_before_anything_is_sent(emul
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_plain_http_to_another_host_is_refused_before_sending(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch, logs: LogCapture) -> None:
+def test_plain_http_to_another_host_is_refused_before_sending(
+    emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch, logs: LogCapture
+) -> None:
     # the emulator's port on a name that is not loopback: were the token sent, it would have to go somewhere
-    monkeypatch.setenv("AIRFLOW_CONN_BUDDY_REMOTE", json.dumps({
-        "conn_type": "buddy", "host": f"http://buddy.example.com:{emulator.port}", "login": WORKSPACE, "password": TOKEN}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BUDDY_REMOTE",
+        json.dumps({"conn_type": "buddy", "host": f"http://buddy.example.com:{emulator.port}", "login": WORKSPACE, "password": TOKEN}),
+    )
     with DAG(dag_id=f"plain_http_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=1, buddy_conn_id="buddy_remote")
-        BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id=1, execution_id=1, buddy_conn_id="buddy_remote", deferrable=True)
+        BuddyExecutionSensor(
+            task_id="sense", project_name="web", pipeline_id=1, execution_id=1, buddy_conn_id="buddy_remote", deferrable=True
+        )
         BuddyCancelExecutionOperator(task_id="cancel", project_name="web", pipeline_id=1, execution_id=1, buddy_conn_id="buddy_remote")
 
         @task(task_id="hook")
@@ -273,27 +287,62 @@ def test_plain_http_to_another_host_is_refused_before_sending(emulator: BuddyEmu
 # ---- property tests: whatever the server sends ---------------------------------------------------------
 EXAMPLES = 2000 if SOAK else 150
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=12)
-STATUSES = ["SUCCESSFUL", "FAILED", "TERMINATED", "SKIPPED", "INPROGRESS", "ENQUEUED", "WAITING_FOR_APPLY", "WAITING_FOR_VARIABLES",
-            "WAITING_FOR_SETTABLE_VARIABLES", "WAITING_FOR_VT_SESSION", "NOT_EXECUTED", "successful", "BRAND_NEW", ""]
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12
+)
+STATUSES = [
+    "SUCCESSFUL",
+    "FAILED",
+    "TERMINATED",
+    "SKIPPED",
+    "INPROGRESS",
+    "ENQUEUED",
+    "WAITING_FOR_APPLY",
+    "WAITING_FOR_VARIABLES",
+    "WAITING_FOR_SETTABLE_VARIABLES",
+    "WAITING_FOR_VT_SESSION",
+    "NOT_EXECUTED",
+    "successful",
+    "BRAND_NEW",
+    "",
+]
 statuses = st.sampled_from(STATUSES) | json_values
-variables_like = st.fixed_dictionaries({"key": st.text(max_size=5) | json_values}, optional={
-    "value": json_values, "encrypted": st.booleans() | json_values})
-actions_like = st.fixed_dictionaries({}, optional={
-    "action_execution_id": st.text(max_size=6) | json_values, "status": statuses, "error_message": json_values,
-    "action": st.fixed_dictionaries({}, optional={"name": json_values, "type": json_values}),
-    "passed_variables": st.lists(variables_like, max_size=2) | json_values, "outputted_variables": st.lists(variables_like, max_size=2),
-    "approval_date": st.sampled_from(["2026-01-01T00:00:00Z", "yesterday"]) | json_values, "start_date": json_values,
-})
-executions_like = st.fixed_dictionaries({"id": st.integers(min_value=-2, max_value=10**12) | json_values}, optional={
-    "status": statuses, "html_url": json_values, "comment": json_values, "triggeredOn": json_values,
-    "action_executions": st.lists(actions_like, max_size=3) | json_values, "branch": json_values,
-    "start_date": st.sampled_from(["2026-01-01T00:00:00.000Z", "not a date", "2026-13-45"]) | json_values,
-})
-bodies = executions_like | json_values | st.fixed_dictionaries({"executions": st.lists(executions_like, max_size=3) | json_values}, optional={
-    "total_page_count": json_values}) | st.fixed_dictionaries({"pipelines": st.lists(json_values, max_size=3)}) | st.fixed_dictionaries(
-    {"logs": json_values, "total_element_count": json_values}) | st.fixed_dictionaries({"errors": json_values})
+variables_like = st.fixed_dictionaries(
+    {"key": st.text(max_size=5) | json_values}, optional={"value": json_values, "encrypted": st.booleans() | json_values}
+)
+actions_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "action_execution_id": st.text(max_size=6) | json_values,
+        "status": statuses,
+        "error_message": json_values,
+        "action": st.fixed_dictionaries({}, optional={"name": json_values, "type": json_values}),
+        "passed_variables": st.lists(variables_like, max_size=2) | json_values,
+        "outputted_variables": st.lists(variables_like, max_size=2),
+        "approval_date": st.sampled_from(["2026-01-01T00:00:00Z", "yesterday"]) | json_values,
+        "start_date": json_values,
+    },
+)
+executions_like = st.fixed_dictionaries(
+    {"id": st.integers(min_value=-2, max_value=10**12) | json_values},
+    optional={
+        "status": statuses,
+        "html_url": json_values,
+        "comment": json_values,
+        "triggeredOn": json_values,
+        "action_executions": st.lists(actions_like, max_size=3) | json_values,
+        "branch": json_values,
+        "start_date": st.sampled_from(["2026-01-01T00:00:00.000Z", "not a date", "2026-13-45"]) | json_values,
+    },
+)
+bodies = (
+    executions_like
+    | json_values
+    | st.fixed_dictionaries({"executions": st.lists(executions_like, max_size=3) | json_values}, optional={"total_page_count": json_values})
+    | st.fixed_dictionaries({"pipelines": st.lists(json_values, max_size=3)})
+    | st.fixed_dictionaries({"logs": json_values, "total_element_count": json_values})
+    | st.fixed_dictionaries({"errors": json_values})
+)
 
 
 def _model_checks(data: Any) -> None:
@@ -306,8 +355,9 @@ def _model_checks(data: Any) -> None:
         if isinstance(parsed, Execution):
             for policy in ApprovalPolicy:
                 for flags in itertools.product((False, True), repeat=2):
-                    decision = decide(parsed, policy, has_approval_variables=flags[0], skipped_is_success=flags[1],
-                                      approved_action_ids=frozenset({"a1"}))
+                    decision = decide(
+                        parsed, policy, has_approval_variables=flags[0], skipped_is_success=flags[1], approved_action_ids=frozenset({"a1"})
+                    )
                     assert isinstance(decision.step, Step)
                     json.dumps(event_payload(parsed, decision))
             json.dumps(summary_from_event(event_payload(parsed, decide(parsed, ApprovalPolicy.WAIT))))
@@ -357,12 +407,21 @@ ENDPOINTS: dict[str, Any] = {
     "list_executions": (lambda h: h.list_executions("web", 1), lambda h: h.alist_executions("web", 1), list),
     "run_pipeline": (lambda h: h.run_pipeline("web", 1), lambda h: h.arun_pipeline("web", 1), Execution),
     "cancel_execution": (lambda h: h.cancel_execution("web", 1, 1), lambda h: h.acancel_execution("web", 1, 1), Execution),
-    "approve_execution": (lambda h: h.approve_execution("web", 1, 1, {"N": "x"}, "a1"),
-                          lambda h: h.aapprove_execution("web", 1, 1, {"N": "x"}, "a1"), Execution),
-    "get_action_execution": (lambda h: h.get_action_execution("web", 1, 1, "a1"), lambda h: h.aget_action_execution("web", 1, 1, "a1"),
-                             ActionExecution),
-    "get_action_execution_logs": (lambda h: h.get_action_execution_logs("web", 1, 1, "a1", tail=5),
-                                  lambda h: h.aget_action_execution_logs("web", 1, 1, "a1", tail=5), list),
+    "approve_execution": (
+        lambda h: h.approve_execution("web", 1, 1, {"N": "x"}, "a1"),
+        lambda h: h.aapprove_execution("web", 1, 1, {"N": "x"}, "a1"),
+        Execution,
+    ),
+    "get_action_execution": (
+        lambda h: h.get_action_execution("web", 1, 1, "a1"),
+        lambda h: h.aget_action_execution("web", 1, 1, "a1"),
+        ActionExecution,
+    ),
+    "get_action_execution_logs": (
+        lambda h: h.get_action_execution_logs("web", 1, 1, "a1", tail=5),
+        lambda h: h.aget_action_execution_logs("web", 1, 1, "a1", tail=5),
+        list,
+    ),
     "find_pipeline": (lambda h: h.find_pipeline("web", "build"), lambda h: h.afind_pipeline("web", "build"), Pipeline),
     "get_workspace": (lambda h: h.get_workspace(), lambda h: h.aget_workspace(), Workspace),
     "clear_pipeline_cache": (lambda h: h.clear_pipeline_cache("web", 1), lambda h: h.aclear_pipeline_cache("web", 1), Pipeline),
@@ -376,7 +435,9 @@ ENDPOINTS: dict[str, Any] = {
     body=bodies | st.text(max_size=30),
     asynchronous=st.booleans(),
 )
-def test_any_answer_over_http_is_a_model_or_a_typed_error(served: Served, endpoint: str, status: int, body: Any, asynchronous: bool) -> None:
+def test_any_answer_over_http_is_a_model_or_a_typed_error(
+    served: Served, endpoint: str, status: int, body: Any, asynchronous: bool
+) -> None:
     served.emulator.clear_faults()
     served.emulator.add_fault(Fault(kind="status", status=status, body=body, headers={"Retry-After": "0"}))
     call, acall, expected = ENDPOINTS[endpoint]

@@ -69,14 +69,30 @@ BUDGET = 60.0
 
 # what each waiter is about, and how often it comes up
 WAITER_KINDS = {
-    "success": 6, "failure": 3, "cancelled": 2, "skipped": 1, "skipped_is_success": 1,
-    "approve_gates": 3, "approve_gates_on_action": 3, "approve_variables": 2, "stop_at_gate": 2,
-    "person_approves": 2, "deadline": 3,
+    "success": 6,
+    "failure": 3,
+    "cancelled": 2,
+    "skipped": 1,
+    "skipped_is_success": 1,
+    "approve_gates": 3,
+    "approve_gates_on_action": 3,
+    "approve_variables": 2,
+    "stop_at_gate": 2,
+    "person_approves": 2,
+    "deadline": 3,
 }
 PIPELINE_OF = {
-    "success": OK, "failure": FAILS, "cancelled": CANCELLED, "skipped": SKIPPED, "skipped_is_success": SKIPPED,
-    "approve_gates": GATES, "approve_gates_on_action": GATES_ON_ACTION, "approve_variables": ASK, "stop_at_gate": GATES_ON_ACTION,
-    "person_approves": GATES, "deadline": LONG,
+    "success": OK,
+    "failure": FAILS,
+    "cancelled": CANCELLED,
+    "skipped": SKIPPED,
+    "skipped_is_success": SKIPPED,
+    "approve_gates": GATES,
+    "approve_gates_on_action": GATES_ON_ACTION,
+    "approve_variables": ASK,
+    "stop_at_gate": GATES_ON_ACTION,
+    "person_approves": GATES,
+    "deadline": LONG,
 }
 
 
@@ -232,7 +248,8 @@ async def test_trigger_soak(monkeypatch: pytest.MonkeyPatch) -> None:
             f"  requests to Buddy: {requests} (POST {len(emulator.requests_to('POST', '.'))}, "
             f"PATCH {len(emulator.requests_to('PATCH', '.'))}), faults injected: {sum(1 for *_, k in chaos.decisions if k)}",
             *fault_lines(chaos, bad_paths, emulator),
-            "  retries made: " + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
+            "  retries made: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
             + f", triggers restarted from serialize() {sum(w.restarted for w in waiters)}",
             f"  duplicate executions 0 (this part starts none), final states differing from the emulator {len(mismatches)}, "
             f"waits hanging past their deadline {len(hung)} (latest timeout event {overshoot:.2f} s after its deadline, "
@@ -262,11 +279,20 @@ def soak_dag(emulator: BuddyEmulator, runs: int, sensors: int) -> DAG:
             if i % 4 == 1:
                 options = {"pipeline_id": GATES_ON_ACTION, "on_approval": "approve"}
             elif i % 4 == 3:  # encrypted answers stay on the worker: the trigger stops at the gate, the worker answers
-                options = {"pipeline_id": ASK, "on_approval": "approve",
-                           "approval_variables": [{"key": "NOTES", "value": f"notes {i}", "encrypted": True}]}
+                options = {
+                    "pipeline_id": ASK,
+                    "on_approval": "approve",
+                    "approval_variables": [{"key": "NOTES", "value": f"notes {i}", "encrypted": True}],
+                }
             BuddyRunPipelineOperator(
-                task_id=f"run_{i}", buddy_conn_id=CONN_ID, project_name=PROJECT, comment=f"soak run {i}",
-                poll_interval=POLL, deferrable=i % 3 != 2, execution_timeout=timedelta(minutes=2), **options,
+                task_id=f"run_{i}",
+                buddy_conn_id=CONN_ID,
+                project_name=PROJECT,
+                comment=f"soak run {i}",
+                poll_interval=POLL,
+                deferrable=i % 3 != 2,
+                execution_timeout=timedelta(minutes=2),
+                **options,
             )
 
         @task(task_id="start_elsewhere")
@@ -277,9 +303,15 @@ def soak_dag(emulator: BuddyEmulator, runs: int, sensors: int) -> DAG:
         started = start_elsewhere()
         for j in range(sensors):
             started >> BuddyExecutionSensor(
-                task_id=f"sense_{j}", buddy_conn_id=CONN_ID, project_name=PROJECT, pipeline_id=SENSED[j % len(SENSED)],
+                task_id=f"sense_{j}",
+                buddy_conn_id=CONN_ID,
+                project_name=PROJECT,
+                pipeline_id=SENSED[j % len(SENSED)],
                 execution_id=f"{{{{ ti.xcom_pull(task_ids='start_elsewhere')[{j}] }}}}",
-                poke_interval=POLL, timeout=120, deferrable=j % 3 != 2, retries=3,
+                poke_interval=POLL,
+                timeout=120,
+                deferrable=j % 3 != 2,
+                retries=3,
             )
     return dag
 
@@ -321,7 +353,8 @@ def test_dag_soak(monkeypatch: pytest.MonkeyPatch) -> None:
             f"  requests to Buddy: {len(emulator.requests)} (run POSTs {len(emulator.requests_to('POST', '.'))}, "
             f"PATCH {len(emulator.requests_to('PATCH', '.'))}), faults injected: {sum(1 for *_, k in chaos.decisions if k)}",
             *fault_lines(chaos, bad_paths, emulator),
-            "  retries made: " + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
+            "  retries made: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
             + f", Airflow task retries {sum(n - 1 for t, n in tries.items() if final[t] == 'success')} (that a task then succeeded in; "
             f"{sum(n - 1 for t, n in tries.items() if final[t] != 'success')} more re-checked sensed runs that had failed)",
             f"  duplicate executions {duplicates}, final states differing from the emulator {len(problems)}, "
@@ -333,9 +366,11 @@ def test_dag_soak(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---- what the soak found, pinned down ------------------------------------------------------------------
-ANSWERED = [{"id": 29, "name": "Build", "type": "BUILD", "duration": 6},  # the gate comes after the first look (and the deferral)
-            {"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
-            {"id": 31, "name": "Publish", "type": "BUILD", "duration": 0}]
+ANSWERED = [
+    {"id": 29, "name": "Build", "type": "BUILD", "duration": 6},  # the gate comes after the first look (and the deferral)
+    {"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
+    {"id": 31, "name": "Publish", "type": "BUILD", "duration": 0},
+]
 
 
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
@@ -346,9 +381,18 @@ def test_a_failed_approval_neither_fails_the_task_nor_starts_another_run(emulato
     emulator.add_pipeline("web", 3, "notes", actions=ANSWERED)
     emulator.add_fault(Fault(kind="status", status=502 if when == "after" else 500, method="PATCH", path=r"/executions/\d+$", when=when))
     with DAG(dag_id=f"lost_approval_{int(deferrable)}_{when}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=3, poll_interval=0.1, deferrable=deferrable,
-                                 on_approval="approve", approval_variables=[{"key": "NOTES", "value": "ok", "encrypted": True}],
-                                 retries=1, retry_delay=timedelta(0), execution_timeout=timedelta(seconds=30))
+        BuddyRunPipelineOperator(
+            task_id="run",
+            project_name="web",
+            pipeline_id=3,
+            poll_interval=0.1,
+            deferrable=deferrable,
+            on_approval="approve",
+            approval_variables=[{"key": "NOTES", "value": "ok", "encrypted": True}],
+            retries=1,
+            retry_delay=timedelta(0),
+            execution_timeout=timedelta(seconds=30),
+        )
     dag_run = run_dag(dag)
     (execution,) = emulator.executions("web", 3)
     assert states(dag_run) == {"run": "success"} and execution["status"] == "SUCCESSFUL"
@@ -371,11 +415,20 @@ def test_the_search_after_a_lost_run_answer_outlasts_transient_trouble(emulator:
     # Buddy starts the run, holds the answer 2 s, then drops the connection; the outage starts once the POST is in
     # (the listing before the POST, which looks for an earlier try's run, must not meet it)
     emulator.add_fault(Fault(kind="drop", method="POST", path=r"/executions$", when="after", delay=2.0))
-    outage = threading.Thread(target=add_fault_once_posted, args=(emulator, Fault(kind="status", status=503, method="GET", path=r"/executions$", times=5)))
+    outage = threading.Thread(
+        target=add_fault_once_posted, args=(emulator, Fault(kind="status", status=503, method="GET", path=r"/executions$", times=5))
+    )
     outage.start()
     with DAG(dag_id="lost_answer_outage", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=9, poll_interval=0.1, reattach_on_retry=False,
-                                 retries=1, retry_delay=timedelta(0))
+        BuddyRunPipelineOperator(
+            task_id="run",
+            project_name="web",
+            pipeline_id=9,
+            poll_interval=0.1,
+            reattach_on_retry=False,
+            retries=1,
+            retry_delay=timedelta(0),
+        )
     dag_run = run_dag(dag)
     outage.join()
     assert emulator.faults == []  # all five 503s were met by the search

@@ -102,7 +102,9 @@ class SoakProject:
 
 
 @contextmanager
-def brms_soak(monkeypatch: pytest.MonkeyPatch, deploy_answers: tuple[str, ...] = ("run",)) -> Iterator[tuple[BuddyEmulator, Chaos, dict[str, SoakProject]]]:
+def brms_soak(
+    monkeypatch: pytest.MonkeyPatch, deploy_answers: tuple[str, ...] = ("run",)
+) -> Iterator[tuple[BuddyEmulator, Chaos, dict[str, SoakProject]]]:
     """A seeded emulator with one BRMS project per deploy answer shape, the fault schedule on, ``gorules_soak`` pointing at it."""
     chaos = Chaos(SEED, TIMEOUT)
     with BuddyEmulator(workspace=WORKSPACE, token=TOKEN, speed=20.0) as emulator:
@@ -143,12 +145,16 @@ class Retries(SecondChances):
             was_lost = id(operator.hook) in lost
             lost.discard(id(operator.hook))
             if found is not None:
-                counts["lost deploy answers recovered by marker" if was_lost else "deploy answers without the run, run found by marker"] += 1
+                counts[
+                    "lost deploy answers recovered by marker" if was_lost else "deploy answers without the run, run found by marker"
+                ] += 1
             return found
 
         monkeypatch.setattr(GoRulesHook, "deploy_release", counting_deploy)
         monkeypatch.setattr(GoRulesDeployReleaseOperator, "_find_new_run", counting_find)
-        self.count(gorules_operators, "earlier_try_run", lambda found: None if found[0] is None else "retried tasks re-attached to their run")
+        self.count(
+            gorules_operators, "earlier_try_run", lambda found: None if found[0] is None else "retried tasks re-attached to their run"
+        )
 
 
 def processed_cancels(emulator: BuddyEmulator, chaos: Chaos) -> Counter[str]:
@@ -177,19 +183,36 @@ def pending(run: dict[str, Any]) -> list[str]:
 # ---- the triggerer ---------------------------------------------------------------------------------------
 # what each waiter is about, and how often it comes up
 WAITER_KINDS = {
-    "completed": 5, "failure": 2, "cancelled_in_brms": 2, "gate_succeed": 2, "gate_fail": 2,
-    "reviewer_approves": 3, "reviewer_rejects": 1, "deadline": 2, "deadline_at_gate": 1,
+    "completed": 5,
+    "failure": 2,
+    "cancelled_in_brms": 2,
+    "gate_succeed": 2,
+    "gate_fail": 2,
+    "reviewer_approves": 3,
+    "reviewer_rejects": 1,
+    "deadline": 2,
+    "deadline_at_gate": 1,
 }
 ENVIRONMENTS_OF = {
-    "completed": (["dev"], ["dev", "qa"]), "failure": (["dev", "broken"],), "cancelled_in_brms": (["slow"],),
-    "gate_succeed": (["dev", "staging", "production"],), "gate_fail": (["production"],),
-    "reviewer_approves": (["staging", "production"], ["dev", "uat"]), "reviewer_rejects": (["dev", "staging"],),
-    "deadline": (["slow"], ["dev", "slow"]), "deadline_at_gate": (["staging"],),
+    "completed": (["dev"], ["dev", "qa"]),
+    "failure": (["dev", "broken"],),
+    "cancelled_in_brms": (["slow"],),
+    "gate_succeed": (["dev", "staging", "production"],),
+    "gate_fail": (["production"],),
+    "reviewer_approves": (["staging", "production"], ["dev", "uat"]),
+    "reviewer_rejects": (["dev", "staging"],),
+    "deadline": (["slow"], ["dev", "slow"]),
+    "deadline_at_gate": (["staging"],),
 }
 POLICY_OF = {"gate_succeed": "succeed", "gate_fail": "fail"}
 TRUTH_OF = {
-    "completed": "completed", "failure": "failure", "cancelled_in_brms": "cancelled", "gate_succeed": "waiting", "gate_fail": "waiting",
-    "reviewer_approves": "completed", "reviewer_rejects": "failure",
+    "completed": "completed",
+    "failure": "failure",
+    "cancelled_in_brms": "cancelled",
+    "gate_succeed": "waiting",
+    "gate_fail": "waiting",
+    "reviewer_approves": "completed",
+    "reviewer_rejects": "failure",
 }
 DEADLINES = ("deadline", "deadline_at_gate")
 
@@ -320,7 +343,12 @@ def check_waiter(emulator: BuddyEmulator, project: SoakProject, waiter: Waiter, 
     if truth == "waiting":
         expected = "waiting_for_approval" if waiter.kind == "gate_succeed" else "failed"
         labels = [LABEL[key] for key in pending(view)]
-        if status != expected or event.get("run_status") != "waiting" or event.get("waits_for") != "approval" or event.get("waiting_environments") != labels:
+        if (
+            status != expected
+            or event.get("run_status") != "waiting"
+            or event.get("waits_for") != "approval"
+            or event.get("waiting_environments") != labels
+        ):
             problems.append(
                 f"{where}: event {status!r}/{event.get('run_status')!r} waiting for {event.get('waiting_environments')}, "
                 f"emulator waits for {labels}, expected {expected!r}"
@@ -361,7 +389,8 @@ async def test_trigger_soak(monkeypatch: pytest.MonkeyPatch) -> None:
             f"  requests to the BRMS: {len(emulator.requests)} (cancel POSTs {len(emulator.requests_to('POST', '/cancel$'))}), "
             f"faults injected: {sum(1 for *_, k in chaos.decisions if k)}",
             *fault_lines(chaos, bad_paths, emulator, FAMILIES),
-            "  retries made: " + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
+            "  retries made: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
             + f", triggers restarted from serialize() {sum(w.restarted for w in waiters)}",
             f"  duplicate runs 0 (this part deploys none), final states differing from the emulator {len(mismatches)}, "
             f"waits hanging past their deadline {len(hung)} (latest timeout event {overshoot:.2f} s after its deadline, "
@@ -369,7 +398,9 @@ async def test_trigger_soak(monkeypatch: pytest.MonkeyPatch) -> None:
         ]
         report("GoRules fault soak: triggerer", lines)
         assert emulator.requests_to("POST", "/deploy$") == []
-    assert mismatches == [] and hung == [] and cancels_twice == 0, "\n".join([*mismatches[:20], *(f"waiter {w.index} hung" for w in hung[:10])])
+    assert mismatches == [] and hung == [] and cancels_twice == 0, "\n".join(
+        [*mismatches[:20], *(f"waiter {w.index} hung" for w in hung[:10])]
+    )
     assert sum(w.restarted for w in waiters) > 0 and all(kinds.values())
     assert all(count >= 3 for count in kind_totals(chaos).values()), kind_totals(chaos)
     # the cancels themselves met faults, and only the deadline waits of deploy operators cancelled
@@ -436,20 +467,35 @@ def deploys(count: int) -> list[Deploy]:
 
 def soak_dag(emulator: BuddyEmulator, projects: dict[str, SoakProject], specs: list[Deploy], sensors: int, cancels: int) -> DAG:
     main = projects["run"]
-    with DAG(dag_id=f"gorules_soak_dag_{SEED}", schedule=None, start_date=datetime(2026, 1, 1), default_args={"retry_delay": timedelta(0)}) as dag:
+    with DAG(
+        dag_id=f"gorules_soak_dag_{SEED}", schedule=None, start_date=datetime(2026, 1, 1), default_args={"retry_delay": timedelta(0)}
+    ) as dag:
         for i, spec in enumerate(specs):
             project = projects[spec.project]
             deploy = GoRulesDeployReleaseOperator(
-                task_id=f"deploy_{i}", gorules_conn_id=CONN_ID, project_id=project.id, release_id=project.release_id,
-                environment_id=project.env[spec.env], comment=f"soak deploy {i}", on_approval=spec.on_approval,
-                wait_for_completion=spec.waits, deferrable=spec.deferrable, poll_interval=POLL, retries=spec.retries,
+                task_id=f"deploy_{i}",
+                gorules_conn_id=CONN_ID,
+                project_id=project.id,
+                release_id=project.release_id,
+                environment_id=project.env[spec.env],
+                comment=f"soak deploy {i}",
+                on_approval=spec.on_approval,
+                wait_for_completion=spec.waits,
+                deferrable=spec.deferrable,
+                poll_interval=POLL,
+                retries=spec.retries,
                 execution_timeout=TIMEOUT_TASK if spec.expect == "timeout" else timedelta(minutes=2),
             )
             if spec.expect == "completed" and i % 3 == 0:  # a sensor on the deploy's run, as a downstream task would
                 deploy >> GoRulesRunSensor(
-                    task_id=f"sense_deploy_{i}", gorules_conn_id=CONN_ID, project_id=project.id,
+                    task_id=f"sense_deploy_{i}",
+                    gorules_conn_id=CONN_ID,
+                    project_id=project.id,
                     run_id=f"{{{{ ti.xcom_pull(task_ids='deploy_{i}', key='run_id') }}}}",
-                    poke_interval=POLL, timeout=120, deferrable=i % 2 == 0, retries=2,
+                    poke_interval=POLL,
+                    timeout=120,
+                    deferrable=i % 2 == 0,
+                    retries=2,
                 )
 
         @task(task_id="start_elsewhere")
@@ -465,19 +511,38 @@ def soak_dag(emulator: BuddyEmulator, projects: dict[str, SoakProject], specs: l
         for j in range(sensors):
             _, on_approval, deferrable = SENSED[j % len(SENSED)]
             started >> GoRulesRunSensor(
-                task_id=f"sense_{j}", gorules_conn_id=CONN_ID, project_id=main.id,
-                run_id=f"{{{{ ti.xcom_pull(task_ids='start_elsewhere')[{j}] }}}}", on_approval=on_approval,
-                poke_interval=POLL, timeout=120, deferrable=deferrable, retries=2,
+                task_id=f"sense_{j}",
+                gorules_conn_id=CONN_ID,
+                project_id=main.id,
+                run_id=f"{{{{ ti.xcom_pull(task_ids='start_elsewhere')[{j}] }}}}",
+                on_approval=on_approval,
+                poke_interval=POLL,
+                timeout=120,
+                deferrable=deferrable,
+                retries=2,
             )
         for k in range(cancels):
             cancel = GoRulesCancelRunOperator(
-                task_id=f"cancel_{k}", gorules_conn_id=CONN_ID, project_id=main.id,
-                run_id=f"{{{{ ti.xcom_pull(task_ids='start_elsewhere')[{sensors + k}] }}}}", comment=f"soak cancel {k}", retries=3,
-            )
-            started >> cancel >> GoRulesRunSensor(
-                task_id=f"sense_cancelled_{k}", gorules_conn_id=CONN_ID, project_id=main.id,
+                task_id=f"cancel_{k}",
+                gorules_conn_id=CONN_ID,
+                project_id=main.id,
                 run_id=f"{{{{ ti.xcom_pull(task_ids='start_elsewhere')[{sensors + k}] }}}}",
-                poke_interval=POLL, timeout=120, deferrable=k % 2 == 0, retries=2,
+                comment=f"soak cancel {k}",
+                retries=3,
+            )
+            (
+                started
+                >> cancel
+                >> GoRulesRunSensor(
+                    task_id=f"sense_cancelled_{k}",
+                    gorules_conn_id=CONN_ID,
+                    project_id=main.id,
+                    run_id=f"{{{{ ti.xcom_pull(task_ids='start_elsewhere')[{sensors + k}] }}}}",
+                    poke_interval=POLL,
+                    timeout=120,
+                    deferrable=k % 2 == 0,
+                    retries=2,
+                )
             )
     return dag
 
@@ -514,7 +579,9 @@ def people_in_brms(emulator: BuddyEmulator, project: SoakProject) -> Iterator[Co
             thread.join(timeout=5)
 
 
-def check_deploy(i: int, spec: Deploy, project: SoakProject, emulator: BuddyEmulator, final: dict[str, str], reported: Any) -> tuple[list[str], list[dict[str, Any]]]:
+def check_deploy(
+    i: int, spec: Deploy, project: SoakProject, emulator: BuddyEmulator, final: dict[str, str], reported: Any
+) -> tuple[list[str], list[dict[str, Any]]]:
     """What differs between the deploy task's outcome and the emulator's truth, and the task's own runs."""
     mine = [run for run in emulator.gorules_runs(project.id) if comment_of(run).startswith(f"soak deploy {i} [airflow:")]
     where = f"deploy_{i} ({spec.expect}, {spec.env}, {'deferrable' if spec.deferrable else 'worker'}, retries {spec.retries}, answer {spec.project})"
@@ -602,7 +669,8 @@ def test_dag_soak(monkeypatch: pytest.MonkeyPatch) -> None:
             f"cancel POSTs {len(emulator.requests_to('POST', '/cancel$'))}), faults injected: {sum(1 for *_, k in chaos.decisions if k)}; "
             + ", ".join(f"{name} {n}" for name, n in sorted(people.items())),
             *fault_lines(chaos, bad_paths, emulator, FAMILIES),
-            "  retries made: " + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
+            "  retries made: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(retries.counts.items()))
             + f", Airflow task retries {sum(n - 1 for t, n in tries.items() if final[t] == 'success')} (that a task then succeeded in; "
             f"{sum(n - 1 for t, n in tries.items() if final[t] != 'success')} more in tasks that ended failed)",
             f"  duplicate deploy runs {duplicates}, final states differing from the emulator {len(problems)}, "

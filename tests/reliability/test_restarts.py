@@ -104,12 +104,16 @@ async def test_restart_while_an_approval_answer_is_in_flight(emulator: BuddyEmul
     assert event["status"] == "success" and event["execution_status"] == "SUCCESSFUL"
     sent = operations(emulator, run["id"])
     assert [p["operation"] for p in sent] == ["APPLY", "APPLY"]  # one per gate, none twice, no CANCEL
-    assert sorted(p["approve_action_id"] for p in sent) == sorted(a["action_execution_id"] for a in emulator.execution("web", 2, run["id"])["action_executions"][1:3])
+    assert sorted(p["approve_action_id"] for p in sent) == sorted(
+        a["action_execution_id"] for a in emulator.execution("web", 2, run["id"])["action_executions"][1:3]
+    )
 
 
 @pytest.mark.usefixtures("buddy_conn")
 async def test_restart_does_not_cancel_even_with_cancel_on_kill(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=6, identifier="medium", actions=[{"id": 60, "name": "Build", "type": "BUILD", "duration": 40}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=6, identifier="medium", actions=[{"id": 60, "name": "Build", "type": "BUILD", "duration": 40}]
+    )
     run = emulator.start_execution("web", 6)
     first = trigger(run["id"], 6, cancel_on_kill=True, cancel_on_timeout=True, end_time=time.time() + 60)
     successor = await shut_down_when(first, lambda: len(emulator.requests_to("GET", rf"/executions/{run['id']}$")) >= 2)
@@ -143,7 +147,7 @@ async def test_a_cancel_on_timeout_survives_a_dropped_connection(emulator: Buddy
 
 
 # ---- the worker -----------------------------------------------------------------------------------------
-WORKER_DAG = '''
+WORKER_DAG = """
 from datetime import datetime
 from airflow.sdk import DAG
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
@@ -157,7 +161,7 @@ if __name__ == "__main__":
     from tests.airflow_support import run_dag
 
     run_dag(dag, logical_date=datetime(2026, 4, 4, tzinfo=timezone.utc))
-'''
+"""
 
 
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
@@ -204,7 +208,9 @@ def test_worker_dies_after_the_run_post_before_any_xcom(emulator: BuddyEmulator,
 
 @pytest.mark.usefixtures("airflow_db", "buddy_conn")
 def test_run_post_answered_5xx_after_buddy_started_it(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=9, identifier="instant", actions=[{"id": 90, "name": "Noop", "type": "BUILD", "duration": 0}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=9, identifier="instant", actions=[{"id": 90, "name": "Noop", "type": "BUILD", "duration": 0}]
+    )
     emulator.add_fault(Fault(kind="status", status=502, method="POST", path=RUNS, when="after"))
     with DAG(dag_id="post_502_after", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=9, poll_interval=0.1, retries=2, retry_delay=timedelta(0))
@@ -236,7 +242,9 @@ def test_a_worker_timeout_cancel_survives_a_dropped_connection(emulator: BuddyEm
     emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", actions=LONG)
     emulator.add_fault(Fault(kind="drop", method="PATCH", path=r"/executions/\d+$"))  # the first CANCEL never reaches Buddy
     with DAG(dag_id="worker_timeout_cancel", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=8, poll_interval=0.1, execution_timeout=timedelta(seconds=2))
+        BuddyRunPipelineOperator(
+            task_id="run", project_name="web", pipeline_id=8, poll_interval=0.1, execution_timeout=timedelta(seconds=2)
+        )
     dag_run = run_dag(dag)
     (execution,) = emulator.executions("web", 8)
     assert states(dag_run) == {"run": "failed"} and execution["status"] == "TERMINATED"

@@ -67,13 +67,27 @@ def secret_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[BuddyEmulator]:
     with BuddyEmulator(workspace=WORKSPACE, token=TOKEN, speed=20.0) as emu:
         build = [{"id": 10, "name": "Build", "type": "BUILD", "duration": 4, "outputted_variables": [{"key": "VERSION", "value": "1.0"}]}]
         emu.add_pipeline("web", OK, "ok", actions=build)
-        emu.add_pipeline("web", FAILS, "fails", actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 4}],
-                         outcome="FAILED", error_message="2 tests failed")
-        emu.add_pipeline("web", ASK, "ask", actions=[{"id": 30, "name": "Build", "type": "BUILD", "duration": 0},
-                                                     {"id": 31, "name": "Release notes", "type": "WAIT_FOR_VARIABLES",
-                                                      "variables": [{"key": "NOTES", "value": "tbd"}]}])
+        emu.add_pipeline(
+            "web",
+            FAILS,
+            "fails",
+            actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 4}],
+            outcome="FAILED",
+            error_message="2 tests failed",
+        )
+        emu.add_pipeline(
+            "web",
+            ASK,
+            "ask",
+            actions=[
+                {"id": 30, "name": "Build", "type": "BUILD", "duration": 0},
+                {"id": 31, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
+            ],
+        )
         emu.add_pipeline("web", LONG, "long", actions=[{"id": 40, "name": "Deploy", "type": "BUILD", "duration": 10**6}])
-        emu.add_pipeline("web", GATE, "gate", actions=[{"id": 50, "name": "Approve production", "type": "WAIT_FOR_APPLY"}], wait_shown_on="action")
+        emu.add_pipeline(
+            "web", GATE, "gate", actions=[{"id": 50, "name": "Approve production", "type": "WAIT_FOR_APPLY"}], wait_shown_on="action"
+        )
         emu.add_pipeline("web", RETRIED, "retried", actions=build)
         emu.add_pipeline("web", ECHO, "echo", actions=build)
         monkeypatch.setenv("AIRFLOW_CONN_BUDDY_DEFAULT", connection_json(emu.url, token=TOKEN))
@@ -161,18 +175,22 @@ def test_secrets_through_every_operator_sensor_and_trigger(
         BuddyRunPipelineOperator(task_id="run_fails", pipeline_id=FAILS, variables=RUN_VARIABLES, deferrable=True, **common)
         BuddyRunPipelineOperator(task_id="run_retried", pipeline_id=RETRIED, variables=RUN_VARIABLES, deferrable=True, **common)
         # Buddy answers every look with a 500 echoing the token: the wait goes on (the run may be fine) until the timeout
-        BuddyRunPipelineOperator(task_id="run_server_echoes_token", pipeline_id=ECHO, variables=RUN_VARIABLES,
-                                 execution_timeout=timedelta(seconds=10), **common)
+        BuddyRunPipelineOperator(
+            task_id="run_server_echoes_token", pipeline_id=ECHO, variables=RUN_VARIABLES, execution_timeout=timedelta(seconds=10), **common
+        )
         BuddyRunPipelineOperator(task_id="run_stale_token", pipeline_id=OK, variables=RUN_VARIABLES, buddy_conn_id="buddy_stale", **common)
         BuddyRunPipelineOperator(task_id="run_variables_as_text", pipeline_id=OK, variables="{{ var.value.variables_text }}", **common)
-        BuddyRunPipelineOperator(task_id="run_answers_gate", pipeline_id=ASK, on_approval="approve", approval_variables=ANSWERS,
-                                 deferrable=True, **common)
+        BuddyRunPipelineOperator(
+            task_id="run_answers_gate", pipeline_id=ASK, on_approval="approve", approval_variables=ANSWERS, deferrable=True, **common
+        )
 
         @task(task_id="start")
         def start() -> dict[str, int]:
             """Runs started in Buddy for the other operators and the sensors."""
-            ids = {name: int(emu.start_execution("web", pipeline)["id"])
-                   for name, pipeline in (("approve", ASK), ("sense", ASK), ("poke", ASK), ("cancel", LONG), ("retry", FAILS), ("gate", GATE))}
+            ids = {
+                name: int(emu.start_execution("web", pipeline)["id"])
+                for name, pipeline in (("approve", ASK), ("sense", ASK), ("poke", ASK), ("cancel", LONG), ("retry", FAILS), ("gate", GATE))
+            }
             for _ in range(200):
                 if emu.execution("web", FAILS, ids["retry"])["status"] == "FAILED":
                     return ids
@@ -183,14 +201,39 @@ def test_secrets_through_every_operator_sensor_and_trigger(
             return f"{{{{ ti.xcom_pull(task_ids='start')['{name}'] }}}}"
 
         start() >> [
-            BuddyApproveExecutionOperator(task_id="approve", project_name="web", pipeline_id=ASK, execution_id=started("approve"), variables=ANSWERS),
-            BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id=ASK, execution_id=started("sense"), on_approval="approve",
-                                 approval_variables=ANSWERS, poke_interval=0.1, deferrable=True),
-            BuddyExecutionSensor(task_id="poke", project_name="web", pipeline_id=ASK, execution_id=started("poke"), on_approval="approve",
-                                 approval_variables=ANSWERS, poke_interval=0.1, deferrable=False),
+            BuddyApproveExecutionOperator(
+                task_id="approve", project_name="web", pipeline_id=ASK, execution_id=started("approve"), variables=ANSWERS
+            ),
+            BuddyExecutionSensor(
+                task_id="sense",
+                project_name="web",
+                pipeline_id=ASK,
+                execution_id=started("sense"),
+                on_approval="approve",
+                approval_variables=ANSWERS,
+                poke_interval=0.1,
+                deferrable=True,
+            ),
+            BuddyExecutionSensor(
+                task_id="poke",
+                project_name="web",
+                pipeline_id=ASK,
+                execution_id=started("poke"),
+                on_approval="approve",
+                approval_variables=ANSWERS,
+                poke_interval=0.1,
+                deferrable=False,
+            ),
             BuddyCancelExecutionOperator(task_id="cancel", project_name="web", pipeline_id=LONG, execution_id=started("cancel")),
-            BuddyRetryExecutionOperator(task_id="retry", project_name="web", pipeline_id=FAILS, execution_id=started("retry"),
-                                        wait_for_completion=True, deferrable=True, poll_interval=0.1),
+            BuddyRetryExecutionOperator(
+                task_id="retry",
+                project_name="web",
+                pipeline_id=FAILS,
+                execution_id=started("retry"),
+                wait_for_completion=True,
+                deferrable=True,
+                poll_interval=0.1,
+            ),
             BuddyClearPipelineCacheOperator(task_id="clear_cache", project_name="web", pipeline_id="ok"),
             BuddyApprovalOperator(task_id="approval", project_name="web", pipeline_id=GATE, execution_id=started("gate")),
         ]
@@ -215,8 +258,14 @@ def test_secrets_through_every_operator_sensor_and_trigger(
     # every log line (ours and Airflow's), with the failures' tracebacks and messages
     text = logs.text
     assert leaks(text) == [], [line for line in text.splitlines() if leaks(line)][:5]
-    for expected in ("BuddyAuthenticationError", "BuddyExecutionFailedError", "upstream refused Authorization: Bearer ***",
-                     "got a string (not shown", "Approved Buddy execution", "APPLY_VARIABLES NOTES=***"):
+    for expected in (
+        "BuddyAuthenticationError",
+        "BuddyExecutionFailedError",
+        "upstream refused Authorization: Bearer ***",
+        "got a string (not shown",
+        "Approved Buddy execution",
+        "APPLY_VARIABLES NOTES=***",
+    ):
         assert expected in text, expected
 
     # rendered template fields as Airflow stored them (the UI's Rendered Template view): masked, not just masked on display
@@ -241,8 +290,14 @@ def test_sensor_rendered_answers_are_masked_even_without_a_gate(deferrable: bool
     from airflow.sdk._shared.secrets_masker import redact
 
     secret = f"enc-LEAKCHECK-render-{int(deferrable)}"
-    sensor = BuddyExecutionSensor(task_id="s", project_name="web", pipeline_id=1, execution_id=1, deferrable=deferrable,
-                                  approval_variables=[{"key": "K", "value": "{{ params.v }}", "encrypted": True}])
+    sensor = BuddyExecutionSensor(
+        task_id="s",
+        project_name="web",
+        pipeline_id=1,
+        execution_id=1,
+        deferrable=deferrable,
+        approval_variables=[{"key": "K", "value": "{{ params.v }}", "encrypted": True}],
+    )
     import jinja2
 
     sensor.render_template_fields({"params": {"v": secret}}, jinja2.Environment())
@@ -267,6 +322,7 @@ async def test_hook_and_trigger_error_paths(secret_emulator: BuddyEmulator, capl
         Fault(kind="drop", method="GET", path=path, times=None),
         Fault(kind="delay", delay=1.0, method="POST", path=r"/executions$", when="after"),
     ]
+
     def read() -> Any:
         return hook.get_execution("web", LONG, run["id"])
 
@@ -317,7 +373,9 @@ async def test_hook_and_trigger_error_paths(secret_emulator: BuddyEmulator, capl
     for conn_id in ("buddy_stale", "buddy_default"):
         if conn_id == "buddy_default":  # a server echoing the token it was sent
             emu.add_fault(Fault(kind="status", status=403, body=ECHO_BODY, method="GET", path=path))
-        trig = BuddyExecutionTrigger(buddy_conn_id=conn_id, project_name="web", pipeline_id=LONG, execution_id=run["id"], poll_interval=0.05)
+        trig = BuddyExecutionTrigger(
+            buddy_conn_id=conn_id, project_name="web", pipeline_id=LONG, execution_id=run["id"], poll_interval=0.05
+        )
         event = None
         async for fired in trig.run():
             event = fired.payload
@@ -333,11 +391,21 @@ def test_repr_hides_secrets() -> None:
     core = HttpCore(settings, BUDDY_ERRORS)
     # a server that (wrongly) sends encrypted values back in plain text
     hostile = {"key": "PASS", "value": RUN_SECRET, "encrypted": True}
-    action = ActionExecution.model_validate({"action_execution_id": "a1", "status": "SUCCESSFUL", "passed_variables": [hostile],
-                                             "outputted_variables": [hostile]})
+    action = ActionExecution.model_validate(
+        {"action_execution_id": "a1", "status": "SUCCESSFUL", "passed_variables": [hostile], "outputted_variables": [hostile]}
+    )
     execution = Execution.model_validate({"id": 1, "status": "SUCCESSFUL", "action_executions": [action.model_dump()]})
     request = RunPipelineRequest(variables=[hostile, {"key": "PLAIN", "value": "visible"}])
-    objects: list[Any] = [hook, settings, core, Variable(**hostile), action, execution, request, ClientSettings(base_url="https://x", token=TOKEN)]
+    objects: list[Any] = [
+        hook,
+        settings,
+        core,
+        Variable(**hostile),
+        action,
+        execution,
+        request,
+        ClientSettings(base_url="https://x", token=TOKEN),
+    ]
     for obj in objects:
         assert leaks(repr(obj)) == [] and leaks(str(obj)) == [], type(obj).__name__
     assert "visible" in repr(request) and "***" in repr(execution)
@@ -347,8 +415,12 @@ def test_repr_hides_secrets() -> None:
 
 @pytest.mark.parametrize(
     ("cls", "name"),
-    [(BuddyRunPipelineOperator, "variables"), (BuddyRunPipelineOperator, "approval_variables"),
-     (BuddyApproveExecutionOperator, "variables"), (BuddyExecutionSensor, "approval_variables")],
+    [
+        (BuddyRunPipelineOperator, "variables"),
+        (BuddyRunPipelineOperator, "approval_variables"),
+        (BuddyApproveExecutionOperator, "variables"),
+        (BuddyExecutionSensor, "approval_variables"),
+    ],
 )
 def test_bad_variables_are_refused_without_echoing_their_values(cls: type, name: str) -> None:
     """A wrongly shaped encrypted value (here a list) is refused at parse time, naming the parameter, not showing the value."""

@@ -55,21 +55,43 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "buddy-reliability test CA")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-                       critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -122,8 +144,14 @@ async def test_tls_is_verified_by_default_async_and_in_the_triggerer(tls_emulato
     finally:
         await hook.aclose()
     run = tls_emulator.start_execution("web", 1)
-    trigger = BuddyExecutionTrigger(buddy_conn_id="buddy_default", project_name="web", pipeline_id=1, execution_id=run["id"],
-                                    poll_interval=0.05, end_time=time.time() + 60)
+    trigger = BuddyExecutionTrigger(
+        buddy_conn_id="buddy_default",
+        project_name="web",
+        pipeline_id=1,
+        execution_id=run["id"],
+        poll_interval=0.05,
+        end_time=time.time() + 60,
+    )
     started = time.monotonic()
     event = await asyncio.wait_for(first_event(trigger), 30)
     assert event["status"] == "error" and event["error_kind"] == "configuration" and "CERTIFICATE_VERIFY_FAILED" in event["message"]
@@ -153,7 +181,9 @@ async def test_a_ca_bundle_in_verify_is_trusted_async_and_in_the_triggerer(tls_e
 @pytest.mark.usefixtures("airflow_db")
 def test_a_ca_bundle_in_verify_is_trusted_by_tasks(tls_emulator: BuddyEmulator) -> None:
     with DAG(dag_id=f"tls_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id="build", buddy_conn_id="buddy_ca", poll_interval=0.1, deferrable=True)
+        BuddyRunPipelineOperator(
+            task_id="run", project_name="web", pipeline_id="build", buddy_conn_id="buddy_ca", poll_interval=0.1, deferrable=True
+        )
         BuddyRunPipelineOperator(task_id="refused", project_name="web", pipeline_id=1, poll_interval=0.1)  # buddy_default: default TLS
     dag_run = run_dag(dag)
     assert states(dag_run) == {"run": "success", "refused": "failed"}
@@ -263,10 +293,14 @@ def test_a_buddy_url_that_redirects_elsewhere_gets_no_token(recorder: Recorder, 
 
     redirector.server.RequestHandlerClass = Redirect
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_BUDDY_MOVED", json.dumps({"conn_type": "buddy", "host": redirector.url, "login": WORKSPACE, "password": TOKEN}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_BUDDY_MOVED", json.dumps({"conn_type": "buddy", "host": redirector.url, "login": WORKSPACE, "password": TOKEN})
+        )
         with DAG(dag_id=f"moved_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
             BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=1, buddy_conn_id="buddy_moved", deferrable=True)
-            BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id=1, execution_id=1, buddy_conn_id="buddy_moved", deferrable=True)
+            BuddyExecutionSensor(
+                task_id="sense", project_name="web", pipeline_id=1, execution_id=1, buddy_conn_id="buddy_moved", deferrable=True
+            )
         dag_run = run_dag(dag)
     finally:
         redirector.close()

@@ -29,7 +29,10 @@ GATE = [
     {"id": 21, "name": "Approve production", "type": "WAIT_FOR_APPLY"},
     {"id": 22, "name": "Deploy production", "type": "BUILD", "duration": 1},
 ]
-ASK = [{"id": 29, "name": "Prepare", "type": "BUILD", "duration": 10}, {"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]}]
+ASK = [
+    {"id": 29, "name": "Prepare", "type": "BUILD", "duration": 10},
+    {"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
+]
 FAILING = [{"id": 40, "name": "Unit tests", "type": "BUILD", "duration": 20, "log": [f"pytest line {i}" for i in range(70)]}]
 
 
@@ -81,7 +84,16 @@ def test_success_returns_summary_and_link(emulator: BuddyEmulator, deferrable: b
 
 @MODES
 def test_failure_names_action_error_and_log_tail(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=4, identifier="t", name="T", actions=FAILING, outcome="FAILED", fail_action=40, error_message="2 tests failed")
+    emulator.add_pipeline(
+        project="web",
+        pipeline_id=4,
+        identifier="t",
+        name="T",
+        actions=FAILING,
+        outcome="FAILED",
+        fail_action=40,
+        error_message="2 tests failed",
+    )
     with clock_held_until_answered(emulator, EXECUTION):
         dag_run = run_dag(sensor_dag(emulator, 4, deferrable, log_tail_lines=3))
     run = last_run(emulator, 4)
@@ -144,7 +156,13 @@ def test_on_approval_approve_with_encrypted_variables(emulator: BuddyEmulator, d
     run = last_run(emulator, 3)
     assert states(dag_run)["wait"] == "success"
     sent = [r.json for r in emulator.requests_to("PATCH", rf"/executions/{run['id']}$")]
-    assert sent == [{"operation": "APPLY_VARIABLES", "variables": [{"key": "NOTES", "value": "s3cr3t-notes", "encrypted": True}], "approve_action_id": sent[0]["approve_action_id"]}]
+    assert sent == [
+        {
+            "operation": "APPLY_VARIABLES",
+            "variables": [{"key": "NOTES", "value": "s3cr3t-notes", "encrypted": True}],
+            "approve_action_id": sent[0]["approve_action_id"],
+        }
+    ]
 
 
 def test_execution_id_templated_from_upstream_xcom(emulator: BuddyEmulator) -> None:
@@ -156,7 +174,12 @@ def test_execution_id_templated_from_upstream_xcom(emulator: BuddyEmulator) -> N
             return int(run["id"])
 
         start() >> BuddyExecutionSensor(
-            task_id="wait", project_name="web", pipeline_id="{{ 1 }}", execution_id="{{ ti.xcom_pull(task_ids='start') }}", poke_interval=0.1, deferrable=True
+            task_id="wait",
+            project_name="web",
+            pipeline_id="{{ 1 }}",
+            execution_id="{{ ti.xcom_pull(task_ids='start') }}",
+            poke_interval=0.1,
+            deferrable=True,
         )
     dag_run = run_dag(dag)
     assert states(dag_run) == {"start": "success", "wait": "success"}

@@ -118,7 +118,10 @@ def test_parse_time_checks(brms: Brms) -> None:
         GoRulesRunSensor(task_id="s", project_id=brms.project_id, run_id=" ")
     with pytest.raises(ValueError, match="project_id"):
         GoRulesRunSensor(task_id="s", project_id="", run_id="r")
-    assert GoRulesRunSensor(task_id="s", project_id="{{ params.p }}", run_id="{{ ti.xcom_pull('x') }}").template_fields == ("project_id", "run_id")
+    assert GoRulesRunSensor(task_id="s", project_id="{{ params.p }}", run_id="{{ ti.xcom_pull('x') }}").template_fields == (
+        "project_id",
+        "run_id",
+    )
 
 
 @MODES

@@ -177,8 +177,15 @@ def test_seeded_ids_are_the_same_in_every_run() -> None:
             with httpx.Client(base_url=emu.url + "/api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as client:
                 deployed = deploy(client, brms, "dev").json()
             started = brms.start("dev", "qa")
-            return [brms.project_id, *brms.env.values(), brms.release_id, deployed["id"], deployed["jobs"][0]["id"],
-                    started["id"], *(job["id"] for job in started["jobs"])]
+            return [
+                brms.project_id,
+                *brms.env.values(),
+                brms.release_id,
+                deployed["id"],
+                deployed["jobs"][0]["id"],
+                started["id"],
+                *(job["id"] for job in started["jobs"]),
+            ]
 
     first = ids(7)
     assert ids(7) == first and len(set(first)) == len(first) and all(len(i) == 36 and i[14] == "4" for i in first)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-USER_TEST = '''
+USER_TEST = """
 import httpx
 import pytest
 
@@ -26,7 +26,7 @@ def test_fixture_from_the_installed_plugin(buddy_emulator):
 
 def test_session_emulator_starts_clean(buddy_emulator_session):
     assert buddy_emulator_session.requests == [] and buddy_emulator_session.faults == []
-'''
+"""
 
 
 @pytest.mark.parametrize("listed_in_conftest", [False, True], ids=["entry-point-only", "also-in-pytest_plugins"])

@@ -60,7 +60,16 @@ async def test_success_event_carries_summary(emulator: BuddyEmulator) -> None:
 
 
 async def test_failure_event_names_action_error_and_log_tail(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=4, identifier="t", name="T", actions=FAILING, outcome="FAILED", fail_action=40, error_message="3 tests failed")
+    emulator.add_pipeline(
+        project="web",
+        pipeline_id=4,
+        identifier="t",
+        name="T",
+        actions=FAILING,
+        outcome="FAILED",
+        fail_action=40,
+        error_message="3 tests failed",
+    )
     run = emulator.start_execution("web", 4)
     event = await first_event(trigger(run["id"], pipeline_id=4, log_tail=5))
     assert event["status"] == "failed" and event["failed_action"] == "Unit tests"
@@ -177,7 +186,9 @@ async def test_permanent_errors_end_with_error_event(emulator: BuddyEmulator, se
 
 
 async def test_end_time_gives_timeout_and_can_cancel(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 99999}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 99999}]
+    )
     run = emulator.start_execution("web", 6)
     event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 0.3))
     assert event["status"] == "timeout" and "left going" in event["message"]
@@ -188,7 +199,9 @@ async def test_end_time_gives_timeout_and_can_cancel(emulator: BuddyEmulator) ->
 
 
 async def test_on_kill_cancels_only_when_asked(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 99999}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 99999}]
+    )
     run = emulator.start_execution("web", 6)
     await trigger(run["id"], pipeline_id=6).on_kill()
     assert emulator.execution("web", 6, run["id"])["status"] == "INPROGRESS"
@@ -207,7 +220,14 @@ def test_serialize_round_trip_has_no_secret() -> None:
 
 
 async def test_restart_mid_wait_finishes_without_reapproving(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE + [{"id": 23, "name": "Approve again", "type": "WAIT_FOR_APPLY"}], wait_shown_on="action")
+    emulator.add_pipeline(
+        project="web",
+        pipeline_id=2,
+        identifier="d",
+        name="D",
+        actions=GATE + [{"id": 23, "name": "Approve again", "type": "WAIT_FOR_APPLY"}],
+        wait_shown_on="action",
+    )
     speed = emulator.speed
     emulator.speed = 0  # the clock stands still until the restart, so the first trigger can only ever reach the first gate
     run = emulator.start_execution("web", 2)
@@ -229,9 +249,14 @@ async def test_restart_mid_wait_finishes_without_reapproving(emulator: BuddyEmul
 
 
 async def test_ten_waiters_on_one_execution_share_requests(emulator: BuddyEmulator) -> None:
-    emulator.add_pipeline(project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 40}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=6, identifier="l", name="L", actions=[{"id": 1, "name": "Long", "type": "BUILD", "duration": 40}]
+    )
     run = emulator.start_execution("web", 6)
-    waiters = [BuddyExecutionTrigger(buddy_conn_id="buddy_default", project_name="web", pipeline_id=6, execution_id=run["id"], poll_interval=0.5) for _ in range(10)]
+    waiters = [
+        BuddyExecutionTrigger(buddy_conn_id="buddy_default", project_name="web", pipeline_id=6, execution_id=run["id"], poll_interval=0.5)
+        for _ in range(10)
+    ]
     events = await asyncio.gather(*(first_event(w) for w in waiters))
     assert {e["status"] for e in events} == {"success"}
     gets = len(emulator.requests_to("GET", rf"/executions/{run['id']}$"))
@@ -262,7 +287,9 @@ async def test_reads_in_flight_are_capped_by_the_triggerers_setting(emulator: Bu
     from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV
 
     monkeypatch.setenv(MAX_IN_FLIGHT_ENV, "2")
-    emulator.add_pipeline(project="web", pipeline_id=6, identifier="quick", actions=[{"id": 1, "name": "Noop", "type": "BUILD", "duration": 0}])
+    emulator.add_pipeline(
+        project="web", pipeline_id=6, identifier="quick", actions=[{"id": 1, "name": "Noop", "type": "BUILD", "duration": 0}]
+    )
     runs = [emulator.start_execution("web", 6)["id"] for _ in range(6)]
     emulator.add_fault(Fault(kind="delay", delay=0.3, method="GET", path=r"/executions/\d+$", times=None))
     events = await asyncio.gather(*(first_event(trigger(run, pipeline_id=6)) for run in runs))

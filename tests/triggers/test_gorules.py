@@ -49,7 +49,9 @@ async def test_failure_names_jobs_environments_and_reviewers(brms: Brms, emulato
     event = await first_event(trigger(brms, run["id"]))
     message = event["message"]
     assert event["status"] == "failed" and event["run_status"] == "failure"
-    assert "1. Staging (staging): completed, reviewed by Jane Reviewer <jane@gorules-emulator.invalid> (approved: \"thresholds ok\")" in message
+    assert (
+        '1. Staging (staging): completed, reviewed by Jane Reviewer <jane@gorules-emulator.invalid> (approved: "thresholds ok")' in message
+    )
     assert "2. Broken (broken): failure" in message
 
 

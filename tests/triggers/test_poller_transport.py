@@ -113,7 +113,13 @@ async def test_short_get_path_content_length_and_keep_alive() -> None:
 async def test_chunked_answer_arriving_in_pieces_with_extensions_and_trailers() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
         await server.read_request(reader)
-        pieces = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", b"\r\n5;ext=1\r\nhel", b"lo\r\n", b"6\r\n world\r\n0\r\nX-T: 1\r\n", b"\r\n"]
+        pieces = [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
+            b"\r\n5;ext=1\r\nhel",
+            b"lo\r\n",
+            b"6\r\n world\r\n0\r\nX-T: 1\r\n",
+            b"\r\n",
+        ]
         for piece in pieces:
             writer.write(piece)
             await writer.drain()
@@ -369,7 +375,7 @@ async def test_connection_closed_after_the_request_was_written_is_not_never_sent
 async def test_answer_cut_short_after_the_request_was_written_is_a_protocol_error() -> None:
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
         await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"id\": 7")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"id": 7')
         await writer.drain()
 
     async with scripted(cut) as server:
@@ -414,10 +420,16 @@ async def test_reset_after_the_request_was_written_is_a_read_error() -> None:
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (aiohttp.ClientConnectorDNSError(ConnectionKey("h", 443, True, True, None, None, None), OSError(-2, "Name or service not known")),
-         httpx.ConnectError),
-        (aiohttp.ClientConnectorError(ConnectionKey("h", 443, True, True, None, None, None), ConnectionRefusedError(111, "refused")),
-         httpx.ConnectError),
+        (
+            aiohttp.ClientConnectorDNSError(
+                ConnectionKey("h", 443, True, True, None, None, None), OSError(-2, "Name or service not known")
+            ),
+            httpx.ConnectError,
+        ),
+        (
+            aiohttp.ClientConnectorError(ConnectionKey("h", 443, True, True, None, None, None), ConnectionRefusedError(111, "refused")),
+            httpx.ConnectError,
+        ),
         (aiohttp.ConnectionTimeoutError("Connection timeout to host"), httpx.ConnectTimeout),
         (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx.ReadTimeout),
         (asyncio.TimeoutError(), httpx.ReadTimeout),
@@ -485,8 +497,13 @@ def certificates(directory: Path) -> tuple[Path, ssl.SSLContext]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
