@@ -167,7 +167,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         self.log.info("Asking in Airflow: %s", self.subject)
         try:
             return super().execute(context)  # 3.1/3.2: the standard gate defers (see defer below)
-        except Exception as exc:
+        except BaseException as exc:  # Airflow 3.3's TaskAwaitingInput, like TaskDeferred, is a BaseException
             if type(exc).__name__ != "TaskAwaitingInput" or _under_dag_test(context):
                 raise
         # Airflow 3.3 parks the task awaiting input; an answer given while it parks can leave it parked for good (seen in
