@@ -214,3 +214,12 @@ def test_buddy_not_answering_well_does_not_end_the_wait(emulator: BuddyEmulator,
     assert states(dag_run) == {"start": "success", "wait": "success"} and dag_run.get_task_instance("wait").try_number == 1
     assert xcom(dag_run, "wait")["status"] == "SUCCESSFUL" and emulator.faults == []
     assert "still waiting, looking again later" in logs.text
+
+
+def test_not_executed_ends_the_poke(emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """NOT_EXECUTED is an ended "not run" status: the poking sensor fails on it at once instead of waiting for its timeout."""
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="n", name="N", actions=FAILING, outcome="NOT_EXECUTED", enqueued_for=20)
+    dag_run = run_dag(sensor_dag(emulator, 6, False))
+    assert states(dag_run)["wait"] == "failed"
+    assert "BuddyExecutionSkippedError" in logs.text and "ended without running (status NOT_EXECUTED)" in logs.text
+    assert "AirflowSensorTimeout" not in logs.text
