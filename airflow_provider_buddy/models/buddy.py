@@ -272,12 +272,19 @@ class Execution(_ApiModel):
     delay_until: datetime | None = None
     action_executions: list[ActionExecution] = Field(default_factory=list)
 
-    @field_validator("environment", "package", "package_version", mode="before")
+    @field_validator("environment", "package", mode="before")
     @classmethod
-    def _text_is_unknown(cls, value: Any) -> Any:
+    def _named_by_text(cls, value: Any) -> Any:
         # an older answer may name it as plain text: keep what it says rather than fail to read the run
         if isinstance(value, str):
             return {"name": value} if value else None
+        return value
+
+    @field_validator("package_version", mode="before")
+    @classmethod
+    def _version_by_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "name:version", as the run request gives it
+            return {"version": value.rpartition(":")[2] or value} if value else None
         return value
 
     @field_validator("action_executions", mode="before")

@@ -120,3 +120,10 @@ def test_deploy_answers_are_told_apart(answer: dict[str, Any], kind: str) -> Non
     result = DeployResult.from_api(answer)
     found = "change_request" if result.change_request else "run" if result.run else "id" if result.run_id else "nothing"
     assert found == kind
+
+
+def test_objects_given_as_text_still_parse() -> None:
+    parsed = Execution.model_validate({"id": 1, "environment": "staging", "package": "my_app", "package_version": "my_app:1.2.3"})
+    assert parsed.environment is not None and parsed.environment.name == "staging"
+    assert parsed.package is not None and parsed.package.name == "my_app"
+    assert parsed.package_version is not None and parsed.package_version.version == "1.2.3"
