@@ -1,8 +1,9 @@
 """``BuddyApprovalOperator``: a Buddy approval gate answered through Airflow's human-in-the-loop UI.
 
 Built on Airflow's own :class:`~airflow.providers.standard.operators.hitl.ApprovalOperator`: the
-request appears in Airflow's "Required actions" view; Approve sends ``APPLY`` (or ``APPLY_VARIABLES``
-with the form's answers) to the waiting Buddy action, Reject cancels the execution and skips the
+request appears in Airflow's "Required actions" view; Approve sends the operation the wait takes (``APPLY``;
+``APPLY_VARIABLES`` or ``SET_VARIABLES`` with the form's answers; ``APPROVE_VT`` for a visual-test session) to the
+waiting Buddy action, Reject cancels the execution and skips the
 downstream tasks, and the decision is recorded on both sides.
 
 Airflow can fail a gate answered within seconds of asking (its defer race, apache/airflow#67287, #72716), and on 3.3
@@ -146,8 +147,6 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             decision = decision_of(execution, "answered_in_buddy", None, {}, note)
             context["ti"].xcom_push(key=DECISION_KEY, value=decision)
             return decision
-        if kind is WaitKind.VISUAL_TEST:
-            raise BuddyApiError(f"{describe_execution(execution)} waits for a visual-test review, which only Buddy's UI can answer")
         self._prepare_request(execution, kind)
         remember_asked(context, generation, execution)
         waiting = execution.waiting_action
@@ -256,7 +255,10 @@ def _pipeline_label(execution: Execution) -> str:
 def _request_body(execution: Execution, kind: WaitKind) -> str:
     waiting = execution.waiting_action
     action = f" at action **{waiting.name}**" if waiting is not None else ""
-    asked = "your approval" if kind is WaitKind.APPROVAL else "values for its variables (fill in the form)"
+    asked = {
+        WaitKind.VARIABLES: "values for its variables (fill in the form)",
+        WaitKind.VISUAL_TEST: "approval of its visual-test session (review it in Buddy first)",
+    }.get(kind, "your approval")
     creator = execution.creator.name if execution.creator is not None and execution.creator.name else "someone"
     lines = [
         f"Buddy execution **{execution.id}** of pipeline {_pipeline_label(execution)} waits for {asked}{action}.",

@@ -440,3 +440,26 @@ async def test_a_rendered_argument_that_is_wrong_ends_with_an_error_naming_it(em
     event = await first_event(trig)
     assert event["status"] == "error" and event["error_kind"] == "configuration"
     assert "execution_id must be a positive whole number" in event["message"]
+
+
+async def test_not_executed_ends_the_wait(emulator: BuddyEmulator) -> None:
+    """A run Buddy ends NOT_EXECUTED ends the trigger's wait (it used to read as still going until the deadline)."""
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="n", name="N", actions=FAILING, outcome="NOT_EXECUTED", enqueued_for=10)
+    run = emulator.start_execution("web", 6)
+    assert run["status"] == "ENQUEUED"
+    event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 30))
+    assert event["status"] == "skipped" and event["execution_status"] == "NOT_EXECUTED"
+    assert "ended without running (status NOT_EXECUTED)" in event["message"]
+
+
+async def test_approve_policy_approves_a_visual_test_session(emulator: BuddyEmulator) -> None:
+    visual = [
+        {"id": 70, "name": "Approve visual tests", "type": "APPROVE_VT"},
+        {"id": 71, "name": "Deploy", "type": "BUILD", "duration": 1},
+    ]
+    emulator.add_pipeline(project="web", pipeline_id=7, identifier="v", name="V", actions=visual, wait_shown_on="action")
+    run = emulator.start_execution("web", 7)
+    event = await first_event(trigger(run["id"], pipeline_id=7, on_approval="approve"))
+    assert event["status"] == "success"
+    aeid = emulator.execution("web", 7, run["id"])["action_executions"][0]["action_execution_id"]
+    assert patches(emulator, run["id"]) == [{"operation": "APPROVE_VT", "approve_action_id": aeid}]
