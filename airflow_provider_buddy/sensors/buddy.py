@@ -24,7 +24,7 @@ from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id
 from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
 if TYPE_CHECKING:
@@ -57,9 +57,10 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
-        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first). Not with
-        encrypted or templated approval answers.
+    :param start_from_trigger: when deferrable and every argument is literal, start the wait straight in the
+        triggerer (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on
+        a worker first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them), nor
+        with encrypted approval answers.
     """
 
     wait_returns = "summary"
@@ -105,7 +106,8 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         check_positive_int(execution_id, "execution_id")
         check_bool(start_from_trigger, "start_from_trigger")
         self._approved: set[str] = set()
-        if start_from_trigger and self.deferrable and _plain_answers(approval_variables):
+        literal = startable_in_triggerer(project_name, pipeline_id, execution_id, workspace, approval_variables)
+        if start_from_trigger and self.deferrable and literal and _plain_answers(approval_variables):
             self.start_from_trigger = True
             self.start_trigger_args = self._start_in_triggerer()
 

@@ -15,7 +15,7 @@ from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
 from airflow_provider_buddy.utils.arguments import check_bool, default_deferrable, is_template, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 
@@ -41,8 +41,9 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
-        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first).
+    :param start_from_trigger: when deferrable and the ids are literal, start the wait straight in the triggerer
+        (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker
+        first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them).
     """
 
     wait_returns = "summary"
@@ -77,7 +78,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
             if not is_template(value):
                 non_empty(value, name)
         check_bool(start_from_trigger, "start_from_trigger")
-        if start_from_trigger and self.deferrable:
+        if start_from_trigger and self.deferrable and startable_in_triggerer(project_id, run_id):
             self.start_from_trigger = True
             self.start_trigger_args = self._start_in_triggerer()
 

@@ -217,14 +217,16 @@ def test_buddy_not_answering_well_does_not_end_the_wait(emulator: BuddyEmulator,
 
 
 def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() -> None:
-    """What the scheduler reads (the serialized DAG) says: start in the triggerer, with the templated arguments kept for
-    the triggerer to render; a sensor given encrypted answers, or waiting in a worker, does not."""
+    """What the scheduler reads (the serialized DAG) says: a deferrable sensor with literal arguments starts in the
+    triggerer; one with a template or an XComArg does not (Airflow 3.3's triggerer cannot pull XComs to render it), nor
+    one given encrypted answers, nor one waiting in a worker."""
     from airflow.sdk import DAG
     from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
 
     with DAG(dag_id="start_in_triggerer", schedule=None) as dag:
+        BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id="build", execution_id=7, deferrable=True)
         BuddyExecutionSensor(
-            task_id="sense", project_name="web", pipeline_id="build", execution_id="{{ ti.xcom_pull('run') }}", deferrable=True
+            task_id="templated", project_name="web", pipeline_id=1, execution_id="{{ ti.xcom_pull('run') }}", deferrable=True
         )
         BuddyExecutionSensor(task_id="poke", project_name="web", pipeline_id=1, execution_id=1, deferrable=False)
         BuddyExecutionSensor(
@@ -241,6 +243,15 @@ def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() 
     assert sense.start_from_trigger is True
     assert sense.start_trigger_args.trigger_cls == "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger"
     kwargs = BaseSerialization.deserialize(sense.start_trigger_args.trigger_kwargs)  # as the scheduler decodes them
-    assert kwargs["execution_id"] == "{{ ti.xcom_pull('run') }}" and kwargs["end_in_triggerer"]["returns"] == "summary"
-    assert not loaded.get_task("poke").start_from_trigger and not loaded.get_task("secret").start_from_trigger
+    assert kwargs["execution_id"] == 7 and kwargs["pipeline_id"] == "build" and kwargs["end_in_triggerer"]["returns"] == "summary"
+    assert not any(loaded.get_task(t).start_from_trigger for t in ("poke", "secret", "templated"))
     assert loaded.get_task("secret").start_trigger_args is None  # encrypted answers never go into trigger kwargs
+
+
+def test_not_executed_ends_the_poke(emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """NOT_EXECUTED is an ended "not run" status: the poking sensor fails on it at once instead of waiting for its timeout."""
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="n", name="N", actions=FAILING, outcome="NOT_EXECUTED", enqueued_for=20)
+    dag_run = run_dag(sensor_dag(emulator, 6, False))
+    assert states(dag_run)["wait"] == "failed"
+    assert "BuddyExecutionSkippedError" in logs.text and "ended without running (status NOT_EXECUTED)" in logs.text
+    assert "AirflowSensorTimeout" not in logs.text
