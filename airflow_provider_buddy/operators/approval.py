@@ -8,17 +8,17 @@ downstream tasks, and the decision is recorded on both sides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from airflow_provider_buddy.exceptions import BuddyApiError, BuddyError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.status import WaitKind
-from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, check_positive_int, positive_int
-from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
+from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, Check, positive_int
+from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_waiting import describe_execution
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
 
     :param project_name: the project's name id (templated).
     :param pipeline_id: the pipeline's int id, identifier or name (templated).
-    :param execution_id: the waiting execution (templated: ``"{{ ti.xcom_pull(task_ids='deploy') }}"``).
+    :param execution_id: the waiting execution (templated; ``deploy.output`` of the run operator before it works).
     :param workspace: overrides the connection's workspace (templated).
     :param buddy_conn_id: the Airflow connection.
     :param subject: the request's headline (templated); by default it names the pipeline and execution.
@@ -57,6 +57,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     template_fields: Sequence[str] = ("subject", "body", "project_name", "pipeline_id", "execution_id", "workspace")
     operator_extra_links = (BuddyExecutionLink(),)
     ui_color = "#1a86fd"
+    argument_checks: ClassVar[Mapping[str, Check]] = EXECUTION_CHECKS
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         self._custom_body = body is not None
         self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         self.execution_id = execution_id
-        check_positive_int(execution_id, "execution_id")
+        self.check_given_arguments("execution_id")
 
     def _current(self, pipeline_id: int) -> Execution:
         return self.hook.get_execution(
@@ -85,6 +86,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     # ---- asking ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         """Check the execution waits for a person, then put the request into Airflow's UI."""
+        self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution = self._current(pipeline_id)
         context["ti"].xcom_push(key=EXECUTION_ID_KEY, value=execution.id)

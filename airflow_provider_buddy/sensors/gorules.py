@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
-from airflow_provider_buddy.utils.arguments import default_deferrable, is_template, non_empty
+from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, default_deferrable, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin
+from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin, run_wait_error
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
+from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,16 +23,21 @@ if TYPE_CHECKING:
     from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
 
-class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
+class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
     """
     Waits until a GoRules deployment workflow run is ``completed`` — or waits for a review, per ``on_approval``.
 
     Returns (XCom) ``{"run_id", "status", "project_id", "release_id", "release", "run_url", "jobs"}``
     (plus ``waiting_environments`` when it ends at a review gate). A ``failure`` or ``cancelled`` run
-    fails the task with the run's jobs, environments and reviewers in the message.
+    fails the task with the run's jobs, environments and reviewers in the message. When ``timeout`` passes
+    the task fails as Airflow's own sensors do (``AirflowSensorTimeout``: not retried), in poke and
+    deferrable mode alike.
+
+    ``project_id`` and ``run_id`` also take values Airflow resolves when the task runs (``deploy.output``,
+    a TaskFlow result; the dependency is set for you): they are checked once resolved.
 
     :param project_id: the BRMS project's id (templated).
-    :param run_id: the run to wait on (templated: ``"{{ ti.xcom_pull(task_ids='deploy', key='run_id') }}"``).
+    :param run_id: the run to wait on (templated; ``deploy.output`` of a deploy operator works).
     :param gorules_conn_id: the Airflow connection.
     :param on_approval: what to do when the run waits for a review: ``wait`` for a reviewer in the BRMS,
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
@@ -41,6 +47,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("project_id", "run_id")
     ui_color = "#3b5bdb"
+    argument_checks: ClassVar[Mapping[str, Check]] = {"project_id": non_empty, "run_id": non_empty}
 
     _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
 
@@ -62,10 +69,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         self.on_approval = gorules_policy(on_approval).value
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        for name in ("project_id", "run_id"):
-            value = getattr(self, name)
-            if not is_template(value):
-                non_empty(value, name)
+        self.check_given_arguments()
 
     @cached_property
     def hook(self) -> GoRulesHook:
@@ -87,6 +91,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
+        self.check_arguments()  # rendered and resolved values are checked before anything is sent
         if not self.deferrable:
             return super().execute(context)
         project_id, run_id = self._ids()
@@ -94,5 +99,6 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         return self.first_look_or_defer(project_id, run_id, float(self.poke_interval), end_time=end_time)
 
     def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
-        """Called when the trigger fires: the same results as poke mode."""
+        """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
+        raise_if_timed_out(event, self.timeout, run_wait_error)
         return self.finish_wait(event)
