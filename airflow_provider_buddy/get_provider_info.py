@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_buddy import __version__
+from airflow_provider_buddy.hooks._forms import BUDDY_FORM, GORULES_FORM
+from airflow_provider_buddy.utils.settings import config_section
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -15,8 +17,8 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Run and wait on Buddy.Works pipelines and GoRules BRMS deployment runs from Airflow.",
         "versions": [__version__],
         "connection-types": [
-            {"connection-type": "buddy", "hook-class-name": "airflow_provider_buddy.hooks.buddy.BuddyHook"},
-            {"connection-type": "gorules", "hook-class-name": "airflow_provider_buddy.hooks.gorules.GoRulesHook"},
+            {"connection-type": "buddy", "hook-class-name": "airflow_provider_buddy.hooks.buddy.BuddyHook", **BUDDY_FORM},
+            {"connection-type": "gorules", "hook-class-name": "airflow_provider_buddy.hooks.gorules.GoRulesHook", **GORULES_FORM},
         ],
         "integrations": [
             {"integration-name": "Buddy.Works", "external-doc-url": "https://buddy.works/docs/api", "tags": ["software"]},
@@ -46,4 +48,5 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.triggers.gorules"]},
         ],
         "extra-links": ["airflow_provider_buddy.links.BuddyExecutionLink"],
+        "config": config_section(),
     }

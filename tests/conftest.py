@@ -9,6 +9,9 @@ import tempfile
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="buddy-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+# dag.test() runs a trigger in-process right after the deferral, where Airflow's defer race cannot happen: no hold
+# (the hold itself is tested on the trigger, and in the real-deployment suite with its default)
+os.environ.setdefault("AIRFLOW__BUDDY__RESUME_HOLD_SECONDS", "0")
 
 import logging
 from collections.abc import Iterator

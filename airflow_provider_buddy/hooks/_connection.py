@@ -133,14 +133,21 @@ def parse_extra(raw: Any, conn_id: str) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
     if isinstance(raw, Mapping):
-        return dict(raw)
-    try:
-        loaded = json.loads(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"Connection {conn_id!r}: extra is not valid JSON") from None
+        loaded: Any = dict(raw)
+    else:
+        try:
+            loaded = json.loads(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"Connection {conn_id!r}: extra is not valid JSON") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"Connection {conn_id!r}: extra must be a JSON object")
-    return loaded
+    # the connection form's own fields may arrive prefixed (extra__buddy__timeout); empty ones mean "the default"
+    found: dict[str, Any] = {}
+    for key, value in loaded.items():
+        name = key.split("__", 2)[2] if key.startswith("extra__") and key.count("__") >= 2 else key
+        if value is not None and value != "":
+            found[name] = value
+    return found
 
 
 def settings_from_connection(

@@ -27,6 +27,7 @@ from airflow_provider_buddy.exceptions import (
     GoRulesServerError,
 )
 from airflow_provider_buddy.hooks._connection import ClientSettings
+from airflow_provider_buddy.hooks._forms import GORULES_CLOUD_HINT
 from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, HttpCore, Page, Replay, _Transient
 from airflow_provider_buddy.models.gorules import DeployResult, Paginate, Release, Run
 from airflow_provider_buddy.utils.arguments import non_empty
@@ -58,7 +59,7 @@ GORULES_ERRORS = ErrorFamily(
 )
 
 DEFAULT_PER_PAGE = 50
-CLOUD_HINT = "https://{customer}.gorules.io"
+CLOUD_HINT = GORULES_CLOUD_HINT
 GORULES_RETRYABLE = frozenset({408})
 """Statuses retried on reads beyond the shared rule (the official CLI also retries 408 Request Timeout)."""
 

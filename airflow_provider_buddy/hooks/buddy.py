@@ -12,6 +12,7 @@ from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyErro
 from airflow_provider_buddy.hooks._base import ApiHookBase, Steps, walk_pages
 from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
+from airflow_provider_buddy.hooks._forms import BUDDY_FORM, DEFAULT_BUDDY_API_URL, field_behaviour
 from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
 from airflow_provider_buddy.models.buddy import (
     ActionExecution,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 
-DEFAULT_API_URL = "https://api.buddy.works"
+DEFAULT_API_URL = DEFAULT_BUDDY_API_URL
 LOG_PAGE_LIMIT = 1000
 
 
@@ -99,16 +100,9 @@ class BuddyHook(ApiHookBase):
     # ---- the Airflow connection form ---------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Hide the fields Buddy does not use and name the others as Buddy does."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "API URL", "login": "Workspace", "password": "Personal access token"},
-            "placeholders": {
-                "host": DEFAULT_API_URL,
-                "login": "my-workspace (the workspace's URL handle)",
-                "extra": '{"timeout": 30, "verify": true, "max_retries": 5}',
-            },
-        }
+        """Hide the fields Buddy does not use and name the others as Buddy does (Airflow 3.2+ reads the same form
+        from the provider info)."""
+        return field_behaviour(BUDDY_FORM)
 
     # ---- settings and clients ----------------------------------------------------------------
     def read_settings(self, conn: Connection) -> ClientSettings:

@@ -11,6 +11,7 @@ from airflow_provider_buddy.exceptions import GoRulesConfigurationError, GoRules
 from airflow_provider_buddy.hooks import _gorules_api as api
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
+from airflow_provider_buddy.hooks._forms import GORULES_FORM, field_behaviour
 from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.models.gorules import DeployResult, Release, Run
 
@@ -97,16 +98,9 @@ class GoRulesHook(ApiHookBase):
     # ---- the Airflow connection form ---------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Hide the fields GoRules does not use and name the others as the BRMS does."""
-        return {
-            "hidden_fields": ["schema", "login", "port"],
-            "relabeling": {"host": "BRMS URL", "password": "Personal access token"},
-            "placeholders": {
-                "host": f"{api.CLOUD_HINT} or https://brms.example.com (with or without /api)",
-                "password": "a personal access token from your BRMS profile (one per instance)",
-                "extra": '{"timeout": 30, "verify": true, "max_retries": 5}',
-            },
-        }
+        """Hide the fields GoRules does not use and name the others as the BRMS does (Airflow 3.2+ reads the same
+        form from the provider info)."""
+        return field_behaviour(GORULES_FORM)
 
     # ---- the UI's Test button ----------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:

@@ -41,6 +41,8 @@ from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, r
 from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL, describe_execution, execution_summary
 from airflow_provider_buddy.utils.cancelling import cancel_if_going_sync, cancel_unless_ended
+from airflow_provider_buddy.utils.dag_cleanup import RunRecord, record_run, register_on_dag
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer
 from airflow_provider_buddy.utils.reattach import (
     SEARCH_DEPTH,
     first_try_of_generation,
@@ -129,6 +131,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         on_approval: str = "wait",
         approval_variables: Any = None,
         cancel_on_kill: bool = True,
+        cancel_on_dag_failure: bool = True,
         skipped_is_success: bool = False,
         log_tail_lines: int = DEFAULT_LOG_TAIL,
         **kwargs: Any,
@@ -137,6 +140,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         for name, flag in (
             ("wait_for_completion", wait_for_completion),
             ("cancel_on_kill", cancel_on_kill),
+            ("cancel_on_dag_failure", cancel_on_dag_failure),
             ("skipped_is_success", skipped_is_success),
         ):
             check_bool(flag, name)
@@ -152,13 +156,18 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
             raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
         self.log_tail_lines = log_tail_lines
+        self.cancel_on_dag_failure = cancel_on_dag_failure
+        if cancel_on_dag_failure:
+            register_on_dag(self)
         self._execution_id: int | None = None
 
     def _started(self, context: Context, execution: Execution) -> None:
-        """Record the execution at once, before any waiting: XCom and the extra link."""
+        """Record the execution at once, before any waiting: XCom, the extra link, the record a failed DAG run reads."""
         self._execution_id = execution.id
         ti = context["ti"]
         ti.xcom_push(key=EXECUTION_ID_KEY, value=execution.id)
+        record = RunRecord(service="buddy", conn_id=self.buddy_conn_id, workspace=self.workspace, project=self.project_name)
+        record_run(context, {**record, "pipeline_id": self.resolve_pipeline_id(), "id": execution.id})
         BuddyExecutionLink.persist(context, execution.html_url)
 
     def _wait(self, context: Context, pipeline_id: int, execution: Execution) -> Any:
@@ -176,6 +185,9 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
 
     def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires; returns the execution id (the summary goes to XCom ``summary``)."""
+        if ended_in_triggerer(event):
+            execution_id = context["ti"].xcom_pull(task_ids=self.task_id, key=EXECUTION_ID_KEY)
+            event = self.event_of_ended_task(self.resolve_pipeline_id(), positive_int(execution_id, "execution_id"))
         self._execution_id = event.get("execution_id")
         pipeline_id = resumed_pipeline_id(event, self.resolve_pipeline_id)
         summary = self.resume_wait(event, pipeline_id, self.poll_interval)
@@ -237,6 +249,8 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         retry that execution in Buddy (``RETRY``: it resumes from the failed action, on the same revision)
         instead of starting a new run. False starts a new run. A run Buddy refuses to retry is run anew.
     :param cancel_on_kill: cancel the run when the task is killed or times out.
+    :param cancel_on_dag_failure: when the DAG run fails (whatever failed it: a later task, Airflow itself, a timeout,
+        a person), cancel this task's run if it is still going (registered once as the DAG's failure callback).
     :param skipped_is_success: read a SKIPPED run as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     """

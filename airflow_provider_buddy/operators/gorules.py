@@ -29,10 +29,12 @@ from airflow_provider_buddy.models.gorules import Run
 from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, default_deferrable, non_empty, optional, positive_seconds
 from airflow_provider_buddy.utils.backoff import LOOKUP_ATTEMPTS
 from airflow_provider_buddy.utils.cancelling import cancel_if_going_sync, cancel_unless_ended
+from airflow_provider_buddy.utils.dag_cleanup import RunRecord, record_run, register_on_dag
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer
 from airflow_provider_buddy.utils.gorules_reattach import earlier_try_run, looks_oldest_first, new_run, reaches_back
 from airflow_provider_buddy.utils.gorules_task_waiting import RUN_ID_KEY, RUN_URL_KEY, GoRulesWaitingMixin
 from airflow_provider_buddy.utils.gorules_waiting import describe_run, gorules_policy, run_summary_now
-from airflow_provider_buddy.utils.reattach import SEARCH_DEPTH, marked_comment, task_marker
+from airflow_provider_buddy.utils.reattach import SEARCH_DEPTH, first_try_of_generation, marked_comment, task_marker, try_number_of
 from airflow_provider_buddy.utils.waiting import deadline_before_timeout
 
 if TYPE_CHECKING:
@@ -98,6 +100,8 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         DAG's own gate comes next), or ``fail``. ``approve`` is refused: the API has no approve call.
     :param reattach_on_retry: on a later try, wait on the run an earlier try created.
     :param cancel_on_kill: cancel the run when the task is killed or times out while it is still going.
+    :param cancel_on_dag_failure: when the DAG run fails (whatever failed it: a later task, Airflow itself, a timeout,
+        a person), cancel this task's run if it is still going (registered once as the DAG's failure callback).
     """
 
     template_fields: Sequence[str] = ("project_id", "release_id", "environment_id", "comment")
@@ -120,6 +124,7 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         on_approval: str = "wait",
         reattach_on_retry: bool = True,
         cancel_on_kill: bool = True,
+        cancel_on_dag_failure: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -132,6 +137,9 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         self.on_approval = gorules_policy(on_approval).value
         self.reattach_on_retry = reattach_on_retry
         self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_dag_failure = cancel_on_dag_failure
+        if cancel_on_dag_failure:
+            register_on_dag(self)
         self.check_given_arguments("release_id", "environment_id", "comment")
         self._run_id: str | None = None
         self._cancel_comment: str | None = None
@@ -149,12 +157,14 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         retry_since = self._dag_run_start(context) if getattr(ti, "try_number", 1) > 1 else None
         before = self._recent_runs(project_id, since=retry_since if self.reattach_on_retry else None)
         run: Run | None = None
+        try_number = try_number_of(ti)
         if self.reattach_on_retry:
-            run, why = earlier_try_run(before, release_id, environment_id, marker, retry_since=retry_since)
+            generation = (first_try_of_generation(ti, self.retries), try_number)
+            run, why = earlier_try_run(before, release_id, environment_id, marker, retry_since=retry_since, generation=generation)
             if run is not None:
                 self.log.info("Re-attaching to %s instead of deploying again: %s (%s)", describe_run(run), why, run.status)
         if run is None:
-            comment = marked_comment(self.comment, marker, context)
+            comment = marked_comment(self.comment, marker, context, try_number=try_number)
             run = self._deploy(project_id, release_id, environment_id, comment, marker, {r.id for r in before})
         self._started(context, project_id, run)
         if not self.wait_for_completion:
@@ -248,6 +258,8 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=RUN_ID_KEY, value=run.id)
         ti.xcom_push(key=RUN_URL_KEY, value=self.run_url(project_id, run.id))
+        comment = f"Cancelled by Airflow: the DAG run of task {ti.dag_id}.{ti.task_id} failed"
+        record_run(context, RunRecord(service="gorules", conn_id=self.gorules_conn_id, project=project_id, id=run.id, comment=comment))
 
     # ---- wait --------------------------------------------------------------------------------------
     def _wait(self, context: Context, project_id: str, run: Run) -> Any:
@@ -264,6 +276,9 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
 
     def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires; returns the run id (the summary goes to XCom ``summary``)."""
+        if ended_in_triggerer(event):
+            run_id = context["ti"].xcom_pull(task_ids=self.task_id, key=RUN_ID_KEY)
+            event = self.event_of_ended_task(non_empty(self.project_id, "project_id"), non_empty(run_id, "run_id"))
         self._run_id = event.get("run_id")
         summary = self.finish_wait(event)
         context["ti"].xcom_push(key="summary", value=summary)

@@ -16,6 +16,7 @@ from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTar
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id, wait_error
 from airflow_provider_buddy.utils.buddy_variables import check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
@@ -53,6 +54,8 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
+
+    wait_returns = "summary"
 
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "execution_id", "workspace", "approval_variables")
     operator_extra_links = (BuddyExecutionLink(),)
@@ -135,5 +138,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
         raise_if_timed_out(event, self.timeout, wait_error)
+        if ended_in_triggerer(event):
+            event = self.event_of_ended_task(*self._ids())
         pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
         return self.resume_wait(event, pipeline_id, float(self.poke_interval))

@@ -13,6 +13,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, default_deferrable, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer
 from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin, run_wait_error
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
@@ -44,6 +45,8 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     """
+
+    wait_returns = "summary"
 
     template_fields: Sequence[str] = ("project_id", "run_id")
     ui_color = "#3b5bdb"
@@ -101,4 +104,6 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
     def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
         raise_if_timed_out(event, self.timeout, run_wait_error)
+        if ended_in_triggerer(event):
+            event = self.event_of_ended_task(*self._ids())
         return self.finish_wait(event)

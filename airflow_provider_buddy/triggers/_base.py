@@ -17,15 +17,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.utils.backoff import CANCEL_ATTEMPTS, backoff_delay
-from airflow_provider_buddy.utils.waiting import WaitEvent
+from airflow_provider_buddy.utils.waiting import EndInTriggerer, EventStatus, WaitEvent
 
 R = TypeVar("R")
+
+ENDS_WELL = (EventStatus.SUCCESS.value, EventStatus.WAITING_FOR_APPROVAL.value)
+"""Event statuses a task returns from (the wait ended well, or stopped at a gate as told): nothing left for a worker."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class PollingTrigger(BaseTrigger):
     :param end_time: epoch seconds; past it the wait ends with a ``timeout`` event.
     :param cancel_on_kill: cancel the object when the task is killed while deferred (Airflow 3.3+).
     :param cancel_on_timeout: cancel the object when ``end_time`` passes.
+    :param resume_not_before: epoch seconds: an event that resumes the task on a worker is held until then.
+        Airflow 3.1-3.3 can fail a task resumed within seconds of deferring (its deferring try's exit is reported
+        late: apache/airflow#67287, #72716); the task sets this to its deferral time plus ``[buddy]
+        resume_hold_seconds``.
+    :param end_in_triggerer: when set, a wait that ends well ends the task right here (``TaskSuccessEvent`` with
+        the XComs ``execute_complete`` would push): no worker is woken, so the race cannot hit it.
     """
 
     service: ClassVar[str]
@@ -78,6 +87,8 @@ class PollingTrigger(BaseTrigger):
     end_time: float | None
     cancel_on_kill: bool
     cancel_on_timeout: bool
+    resume_not_before: float | None = None
+    end_in_triggerer: EndInTriggerer | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A service trigger must say who answers, what it waits on and with which hook: forgetting one is an error
@@ -183,6 +194,44 @@ class PollingTrigger(BaseTrigger):
         """What the resumed task needs besides the outcome (added to every event unless already set)."""
         return {"end_time": self.end_time}
 
+    def ending_kwargs(self) -> dict[str, Any]:
+        """The serialized kwargs of how the wait ends (every service trigger's :meth:`serialize` adds them)."""
+        return {"resume_not_before": self.resume_not_before, "end_in_triggerer": self.end_in_triggerer}
+
+    @abstractmethod
+    def summary(self, event: dict[str, Any]) -> Any:
+        """What the task's wait returns for ``event`` (its XCom summary)."""
+        ...
+
+    @abstractmethod
+    def object_id(self, event: dict[str, Any]) -> Any:
+        """The watched object's id, from ``event`` (what an operator returns)."""
+        ...
+
+    def task_end_xcoms(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The XComs to end the task with in the triggerer, or None when a worker must take the event."""
+        end = self.end_in_triggerer
+        if end is None or event.get("status") not in ENDS_WELL:
+            return None
+        summary = self.summary(event)
+        if end["returns"] == "summary":
+            return {"return_value": summary} if end["push_return_value"] else {}
+        xcoms: dict[str, Any] = {"summary": summary}
+        if end["push_return_value"]:
+            xcoms["return_value"] = self.object_id(event)
+        return xcoms
+
+    async def hold_resume(self) -> None:
+        """Wait until :attr:`resume_not_before` before an event that resumes the task on a worker."""
+        wait = (self.resume_not_before or 0.0) - time.time()
+        if wait > 0:
+            self.log.info(
+                "Holding the result %.1fs, until Airflow has registered this task's deferral (its defer race, "
+                "apache/airflow#67287 and #72716; [buddy] resume_hold_seconds)",
+                wait,
+            )
+            await asyncio.sleep(wait)
+
     # ---- the wait ---------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the wait ends; yield exactly one event."""
@@ -197,6 +246,12 @@ class PollingTrigger(BaseTrigger):
             finally:
                 poller.forget(self.read_key)
         event: dict[str, Any] = {**self.resume_fields(), **payload}
+        xcoms = self.task_end_xcoms(event)
+        if xcoms is not None:
+            self.log.info("%s; the task ends here, in the triggerer", event.get("message") or f"{self.subject} ended well")
+            yield TaskSuccessEvent(xcoms=xcoms)
+            return
+        await self.hold_resume()
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
     async def _wait(self, poller: SharedPoller) -> WaitEvent:

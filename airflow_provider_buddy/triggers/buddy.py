@@ -7,7 +7,7 @@ module says how to read a Buddy execution, decide, approve and cancel.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks.buddy import BuddyHook
@@ -22,9 +22,10 @@ from airflow_provider_buddy.utils.buddy_waiting import (
     decide,
     describe_execution,
     event_payload,
+    summary_from_event,
     with_failure_details,
 )
-from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EventStatus, Step
+from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EndInTriggerer, EventStatus, Step
 
 
 class BuddyExecutionTrigger(PollingTrigger):
@@ -72,6 +73,8 @@ class BuddyExecutionTrigger(PollingTrigger):
         end_time: float | None = None,
         cancel_on_kill: bool = False,
         cancel_on_timeout: bool = False,
+        resume_not_before: float | None = None,
+        end_in_triggerer: EndInTriggerer | None = None,
         skipped_is_success: bool = False,
         log_tail: int = DEFAULT_LOG_TAIL,
         approved_action_ids: Sequence[str] | None = None,
@@ -90,6 +93,8 @@ class BuddyExecutionTrigger(PollingTrigger):
         self.end_time = end_time
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
+        self.resume_not_before = resume_not_before
+        self.end_in_triggerer = end_in_triggerer
         self.skipped_is_success = skipped_is_success
         self.log_tail = log_tail
         self.approved_action_ids = sorted(approved_action_ids or [])
@@ -117,6 +122,7 @@ class BuddyExecutionTrigger(PollingTrigger):
                 "skipped_is_success": self.skipped_is_success,
                 "log_tail": self.log_tail,
                 "approved_action_ids": self.approved_action_ids,
+                **self.ending_kwargs(),
             },
         )
 
@@ -219,6 +225,14 @@ class BuddyExecutionTrigger(PollingTrigger):
         """``CANCEL`` the execution."""
         hook: BuddyHook = await self.shared_hook(poller)
         return await hook.acancel_execution(self.project_name, self.pipeline_id, self.execution_id, workspace=self.workspace)
+
+    def summary(self, event: dict[str, Any]) -> Any:
+        """The wait's summary (what the task returns, or pushes to XCom ``summary``)."""
+        return summary_from_event(cast("Any", event))
+
+    def object_id(self, event: dict[str, Any]) -> Any:
+        """The execution id."""
+        return event.get("execution_id")
 
     def describe(self, current: Execution) -> str:
         """The execution, with its link."""

@@ -8,7 +8,7 @@ interval however many triggers wait on it).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 from airflow_provider_buddy.exceptions import ErrorKind
 from airflow_provider_buddy.hooks._gorules_api import run_url
@@ -17,8 +17,15 @@ from airflow_provider_buddy.models.gorules import Run
 from airflow_provider_buddy.models.status import StatusGroup
 from airflow_provider_buddy.triggers._base import Poll, PollingTrigger
 from airflow_provider_buddy.triggers._poller import SharedPoller
-from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent, decide_run, describe_run, gorules_policy, run_event_payload
-from airflow_provider_buddy.utils.waiting import Decision, EventStatus, Step
+from airflow_provider_buddy.utils.gorules_waiting import (
+    GoRulesWaitEvent,
+    decide_run,
+    describe_run,
+    gorules_policy,
+    run_event_payload,
+    run_summary,
+)
+from airflow_provider_buddy.utils.waiting import Decision, EndInTriggerer, EventStatus, Step
 
 DEFAULT_CANCEL_COMMENT = "Cancelled by Airflow: the task waiting on this run was killed or passed its deadline"
 
@@ -61,6 +68,8 @@ class GoRulesRunTrigger(PollingTrigger):
         end_time: float | None = None,
         cancel_on_kill: bool = False,
         cancel_on_timeout: bool = False,
+        resume_not_before: float | None = None,
+        end_in_triggerer: EndInTriggerer | None = None,
         cancel_comment: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -72,6 +81,8 @@ class GoRulesRunTrigger(PollingTrigger):
         self.end_time = end_time
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
+        self.resume_not_before = resume_not_before
+        self.end_in_triggerer = end_in_triggerer
         self.cancel_comment = cancel_comment
         self._key = ("gorules", gorules_conn_id, self.project_id, self.run_id)
         self._last_message = ""
@@ -91,6 +102,7 @@ class GoRulesRunTrigger(PollingTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_comment": self.cancel_comment,
+                **self.ending_kwargs(),
             },
         )
 
@@ -153,6 +165,14 @@ class GoRulesRunTrigger(PollingTrigger):
         """Cancel the run with ``cancel_comment``."""
         hook: GoRulesHook = await self.shared_hook(poller)
         return await hook.acancel_run(self.project_id, self.run_id, self.cancel_comment or DEFAULT_CANCEL_COMMENT)
+
+    def summary(self, event: dict[str, Any]) -> Any:
+        """The wait's summary (what the task returns, or pushes to XCom ``summary``)."""
+        return run_summary(cast("Any", event))
+
+    def object_id(self, event: dict[str, Any]) -> Any:
+        """The run id."""
+        return event.get("run_id")
 
     def describe(self, current: Run) -> str:
         """The run, with its environments."""

@@ -8,7 +8,7 @@ so they give the same results.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow_provider_buddy.exceptions import (
     BuddyApprovalRequiredError,
@@ -33,6 +33,7 @@ from airflow_provider_buddy.utils.buddy_waiting import (
     summary_from_event,
     with_failure_details,
 )
+from airflow_provider_buddy.utils.deferral import trigger_ending
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EventStatus, Step, end_of_wait, with_link
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class BuddyWaitingMixin:
     log: Any
     last_seen: Execution | None = None
     """The execution as the last poll read it."""
+    wait_returns: ClassVar[str] = "id"
+    """What the task returns when its wait ends well: the execution ``"id"`` (operators) or the ``"summary"`` (sensor)."""
 
     if TYPE_CHECKING:
 
@@ -175,7 +178,9 @@ class BuddyWaitingMixin:
         trigger then stops at the gate and the worker answers it in :meth:`resume_wait`."""
         from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
 
-        policy, answers = approval_answers_for_trigger(ApprovalPolicy.parse(self.on_approval), self._approval_answers())
+        wanted = ApprovalPolicy.parse(self.on_approval)
+        policy, answers = approval_answers_for_trigger(wanted, self._approval_answers())
+        secret_gate = policy is not wanted  # the worker answers the gate: the trigger hands it back
         self.defer(
             trigger=BuddyExecutionTrigger(
                 buddy_conn_id=self.buddy_conn_id,
@@ -192,9 +197,18 @@ class BuddyWaitingMixin:
                 skipped_is_success=self.skipped_is_success,
                 log_tail=self.log_tail_lines,
                 approved_action_ids=approved or [],
+                **trigger_ending(self, returns=self.wait_returns, may_end_in_triggerer=not secret_gate),
             ),
             method_name="execute_complete",
         )
+
+    def event_of_ended_task(self, pipeline_id: int, execution_id: int) -> BuddyWaitEvent:
+        """The event of a wait its trigger ended in the triggerer, read again (``dag.test()`` resumes such a task with
+        only the state's name): the execution ended well, so one look gives the same event."""
+        payload = self.poll_once(pipeline_id, execution_id, set())
+        if payload is None:
+            raise BuddyExecutionError(f"Buddy execution {execution_id}: the trigger ended the task, but the execution reads as still going")
+        return payload
 
     def resume_wait(self, event: BuddyWaitEvent, pipeline_id: int, poll_interval: float) -> Any:
         """

@@ -34,9 +34,10 @@ def cancel_if_going_sync(
     *,
     pause: float,
     attempts: int = CANCEL_ATTEMPTS,
+    why: str = "Task killed or timed out",
 ) -> None:
     """
-    A killed or timed-out task's cancel, from the worker: read the object, cancel it unless it already ended.
+    A killed or timed-out task's cancel (or a failed DAG run's), from the worker: read the object, cancel it unless it already ended.
     After transient trouble it reads again and tries again (a cancel whose answer was lost then shows the
     object ended, and is not sent twice), ``attempts`` times at most; every outcome is logged, nothing raised.
 
@@ -44,18 +45,19 @@ def cancel_if_going_sync(
     :param read: the object as it is now (has ``is_finished`` and ``status``).
     :param cancel: cancel it; returns it as the answer shows it.
     :param describe: the object, for people, from a read of it.
+    :param why: why it is cancelled, for the log.
     """
     for attempt in range(attempts):
         try:
             current = read()
             if current.is_finished:
-                log.info("Task killed; %s had already ended (%s)", describe(current), current.status)
+                log.info("%s; %s had already ended (%s)", why, describe(current), current.status)
                 return
-            log.warning("Task killed or timed out: cancelled %s", describe(cancel()))
+            log.warning("%s: cancelled %s", why, describe(cancel()))
             return
         except ProviderApiError as exc:
             if not exc.transient or attempt + 1 == attempts:
-                log.error("Task killed, but cancelling %s failed: %s", subject, exc)
+                log.error("%s, but cancelling %s failed: %s", why, subject, exc)
                 return
             log.warning("Cancelling %s failed (%s); reading it again", subject, exc)
             time.sleep(pause)

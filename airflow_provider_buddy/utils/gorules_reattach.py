@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from airflow_provider_buddy.models.gorules import Run
-from airflow_provider_buddy.utils.reattach import MARKER_PREFIX
+from airflow_provider_buddy.models.status import StatusGroup
+from airflow_provider_buddy.utils.reattach import MARKER_PREFIX, marked_try
 
 
 def created_at(run: Run) -> datetime | None:
@@ -87,11 +88,30 @@ def shows_markers(runs: Iterable[Run]) -> bool:
     return any(MARKER_PREFIX in text for run in runs for text in _deploy_texts(run))
 
 
+def marked_try_of(run: Run, marker: str) -> int | None:
+    """The try of this task instance that deployed ``run``, read from its deploy comment (None when not shown)."""
+    for text in _deploy_texts(run):
+        found = marked_try(text, marker)
+        if found is not None:
+            return found
+    return None
+
+
 def earlier_try_run(
-    runs: Iterable[Run], release_id: str, environment_id: str, marker: str, *, retry_since: datetime | None
+    runs: Iterable[Run],
+    release_id: str,
+    environment_id: str,
+    marker: str,
+    *,
+    retry_since: datetime | None,
+    generation: tuple[int, int] | None = None,
 ) -> tuple[Run | None, str]:
     """
-    The still-going run an earlier try of this task instance created, and how it was recognised.
+    The run an earlier try of this task instance created that this try carries on with, and how it was recognised:
+    a run still going, or — the newest run this task deployed — one that completed, deployed by an earlier try of
+    this generation (Airflow failed that try after the run was done, e.g. its defer race: deploying again would deploy
+    the release twice). A run of this generation that failed or was cancelled is not carried on with: the retry
+    deploys again.
 
     :param runs: the project's recent runs.
     :param release_id: the release the task deploys.
@@ -99,14 +119,21 @@ def earlier_try_run(
     :param marker: the task instance's marker (found when the BRMS shows the deploy comment).
     :param retry_since: on a retry, when the DAG run started: where this BRMS shows no deploy comments, a going
         run of this release to this environment created since then is taken as the earlier try's (None on a first try).
+    :param generation: the first try since the task was last cleared and the running try (see
+        :func:`~airflow_provider_buddy.utils.reattach.first_try_of_generation`).
     """
     runs = list(runs)
-    going = [
-        run for run in newest_first(runs) if about(run, release_id, environment_id) and not run.is_finished and not foreign(run, marker)
-    ]
+    ours = [run for run in newest_first(runs) if about(run, release_id, environment_id) and not foreign(run, marker)]
+    going = [run for run in ours if not run.is_finished]
     for run in going:
         if marked(run, marker):
             return run, "its deploy comment carries this task instance's marker"
+    newest_marked = next((run for run in ours if marked(run, marker)), None)
+    if generation is not None and newest_marked is not None and newest_marked.status_group is StatusGroup.SUCCESS:
+        first, this = generation
+        started_by = marked_try_of(newest_marked, marker)
+        if started_by is not None and first <= started_by < this:
+            return newest_marked, f"it completed, deployed by try {started_by} of this task instance: taken as the result"
     if retry_since is not None and not shows_markers(runs):
         for run in going:
             moment = created_at(run)

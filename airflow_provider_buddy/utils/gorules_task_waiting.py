@@ -7,7 +7,7 @@ so they give the same results.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow_provider_buddy.exceptions import (
     GoRulesReviewRequiredError,
@@ -18,6 +18,7 @@ from airflow_provider_buddy.exceptions import (
 )
 from airflow_provider_buddy.hooks._gorules_api import run_url
 from airflow_provider_buddy.utils.backoff import look_or_wait_out, wait_in_worker
+from airflow_provider_buddy.utils.deferral import trigger_ending
 from airflow_provider_buddy.utils.gorules_waiting import (
     GoRulesWaitEvent,
     GoRulesWaitSummary,
@@ -45,6 +46,8 @@ class GoRulesWaitingMixin:
     on_approval: str
     cancel_on_kill: bool
     log: Any
+    wait_returns: ClassVar[str] = "id"
+    """What the task returns when its wait ends well: the run ``"id"`` (operators) or the ``"summary"`` (sensor)."""
 
     if TYPE_CHECKING:
 
@@ -123,9 +126,18 @@ class GoRulesWaitingMixin:
                 cancel_on_kill=self.cancel_on_kill,
                 cancel_on_timeout=cancel_on_timeout,
                 cancel_comment=cancel_comment,
+                **trigger_ending(self, returns=self.wait_returns),
             ),
             method_name="execute_complete",
         )
+
+    def event_of_ended_task(self, project_id: str, run_id: str) -> GoRulesWaitEvent:
+        """The event of a wait its trigger ended in the triggerer, read again (``dag.test()`` resumes such a task with
+        only the state's name): the run ended well, so one look gives the same event."""
+        payload = self.poll_once(project_id, run_id)
+        if payload is None:
+            raise GoRulesRunError(f"GoRules run {run_id}: the trigger ended the task, but the run reads as still going")
+        return payload
 
     def finish_wait(self, event: GoRulesWaitEvent) -> GoRulesWaitSummary:
         """Turn the wait's final event into the task's return value, or raise the matching error."""

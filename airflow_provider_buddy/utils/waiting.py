@@ -106,6 +106,19 @@ class WaitEvent(TypedDict, total=False):
     """An ``ErrorKind`` value on an ``error`` event."""
 
 
+class EndInTriggerer(TypedDict):
+    """
+    How a wait that ends well ends its task in the triggerer, without a worker: which value the task returns.
+
+    :param returns: ``"id"`` (an operator: it returns the execution or run id, and its summary goes to XCom
+        ``summary``) or ``"summary"`` (a sensor: it returns the summary).
+    :param push_return_value: whether the return value is pushed to XCom (the task's ``do_xcom_push``).
+    """
+
+    returns: str
+    push_return_value: bool
+
+
 def end_of_wait(log: Any, event: E, summary: Callable[[E], S], error: Callable[[E], Exception]) -> S:
     """
     What a task returns when its wait ended: the summary of a wait that ended well (success, or stopped at a gate

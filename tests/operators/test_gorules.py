@@ -79,6 +79,23 @@ def test_retry_reattaches_instead_of_deploying_again(emulator: BuddyEmulator, co
     assert "Re-attaching to GoRules run" in logs.text and why in logs.text
 
 
+@MODES
+def test_a_retry_takes_the_completed_run_of_its_earlier_try_instead_of_deploying_again(
+    brms: Brms, emulator: BuddyEmulator, deferrable: bool, logs: LogCapture
+) -> None:
+    """Airflow failed try 1 after its run was deployed (as its defer race does, or a lost read): by the time try 2
+    starts, the run has completed. Try 2 takes it as the result; deploying again would deploy the release twice."""
+    emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/runs/[^/]+$", times=1))
+    with new_dag() as dag:
+        deploy_op(brms, "dev", deferrable=deferrable, retries=1, retry_delay=timedelta(0), on_retry_callback=lambda _: emulator.advance(60))
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    assert run["status"] == "completed" and len(brms.deploys()) == 1
+    assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 2
+    assert xcom(dag_run, "deploy") == run["id"] and xcom(dag_run, "deploy", "summary")["status"] == "completed"
+    assert "deployed by try 1 of this task instance: taken as the result" in logs.text
+
+
 def test_lost_deploy_answer_finds_the_run_instead_of_deploying_again(brms: Brms, emulator: BuddyEmulator, logs: LogCapture) -> None:
     emulator.add_fault(Fault(kind="drop", method="POST", path=r"/releases/deploy$", when="after"))
     with new_dag() as dag:

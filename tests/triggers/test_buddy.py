@@ -350,3 +350,61 @@ def test_max_in_flight_setting_refuses_nonsense(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv(MAX_IN_FLIGHT_ENV, raw)
     with pytest.raises(ValueError, match=f"{MAX_IN_FLIGHT_ENV} must be a whole number from 1 to 1000, got '{raw}'"):
         max_in_flight()
+
+
+async def raw_event(trig: BuddyExecutionTrigger, timeout: float = 15.0) -> Any:
+    async def run() -> Any:
+        async for event in trig.run():
+            return event
+        raise AssertionError("trigger ended without an event")
+
+    return await asyncio.wait_for(run(), timeout)
+
+
+@pytest.mark.parametrize(
+    ("returns", "push", "expected_keys"),
+    [("id", True, {"return_value", "summary"}), ("summary", True, {"return_value"}), ("id", False, {"summary"})],
+)
+async def test_a_good_end_ends_the_task_in_the_triggerer(
+    emulator: BuddyEmulator, returns: str, push: bool, expected_keys: set[str]
+) -> None:
+    """No worker is woken for a run that succeeded: the task ends with the XComs its execute_complete would push."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    run = emulator.start_execution("web", 1)
+    event = await raw_event(trigger(run["id"], end_in_triggerer={"returns": returns, "push_return_value": push}))
+    assert isinstance(event, TaskSuccessEvent)
+    assert set(event.xcoms or {}) == expected_keys
+    summary = (event.xcoms or {}).get("summary") or (event.xcoms or {}).get("return_value")
+    assert summary["execution_id"] == run["id"] and summary["status"] == "SUCCESSFUL"
+    assert summary["outputted_variables"] == {"VERSION": "1.2.3"}
+    if returns == "id" and push:
+        assert (event.xcoms or {})["return_value"] == run["id"]
+
+
+async def test_a_gate_that_ends_the_wait_ends_the_task_in_the_triggerer_too(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
+    run = emulator.start_execution("web", 2)
+    end = {"returns": "id", "push_return_value": True}
+    event = await raw_event(trigger(run["id"], pipeline_id=2, on_approval="succeed", end_in_triggerer=end))
+    assert (event.xcoms or {})["summary"]["waiting_action_name"] == "Approve production"
+
+
+async def test_a_failure_resumes_the_worker_only_after_the_hold(emulator: BuddyEmulator) -> None:
+    """What a worker must handle (a failure) is held until resume_not_before, so Airflow has registered the deferral."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    emulator.add_pipeline(project="web", pipeline_id=3, identifier="f", name="F", actions=FAILING, outcome="FAILED", fail_action=40)
+    run = emulator.start_execution("web", 3)
+    end = {"returns": "id", "push_return_value": True}
+    hold_until = time.time() + 1.5
+    event = await raw_event(trigger(run["id"], pipeline_id=3, end_in_triggerer=end, resume_not_before=hold_until))
+    assert not isinstance(event, TaskSuccessEvent) and event.payload["status"] == "failed"
+    assert time.time() >= hold_until
+
+
+def test_how_the_wait_ends_survives_serialization() -> None:
+    end = {"returns": "summary", "push_return_value": False}
+    _, kwargs = trigger(7, end_in_triggerer=end, resume_not_before=123.5).serialize()
+    rebuilt = BuddyExecutionTrigger(**kwargs)
+    assert rebuilt.end_in_triggerer == end and rebuilt.resume_not_before == 123.5

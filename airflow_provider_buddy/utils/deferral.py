@@ -1,0 +1,35 @@
+"""Handing a task's wait to the triggerer, both services: how the trigger may end it (in the triggerer, or on a
+worker after the hold that keeps Airflow's defer race away), and taking it back when ``dag.test()`` resumes a task
+that its trigger ended in the triggerer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow_provider_buddy.utils.settings import END_IN_TRIGGERER, RESUME_HOLD, read_bool, read_float
+from airflow_provider_buddy.utils.waiting import EndInTriggerer
+
+
+def trigger_ending(task: Any, *, returns: str, may_end_in_triggerer: bool = True) -> dict[str, Any]:
+    """
+    The trigger kwargs saying how the wait ends: a good end ends the task in the triggerer (unless the task has an
+    ``on_success_callback`` or ``outlets``, which Airflow only handles on a worker, or ``[buddy] end_in_triggerer``
+    is off), and any other event resumes the task on a worker no sooner than ``[buddy] resume_hold_seconds`` from
+    now.
+
+    :param task: the deferring operator or sensor.
+    :param returns: ``"id"`` or ``"summary"``: what the task returns (see :class:`EndInTriggerer`).
+    :param may_end_in_triggerer: False when the worker must see the event whatever it is.
+    """
+    end: EndInTriggerer | None = None
+    if may_end_in_triggerer and read_bool(END_IN_TRIGGERER) and not task.on_success_callback and not task.outlets:
+        end = EndInTriggerer(returns=returns, push_return_value=bool(task.do_xcom_push))
+    return {"resume_not_before": time.time() + read_float(RESUME_HOLD), "end_in_triggerer": end}
+
+
+def ended_in_triggerer(event: Any) -> bool:
+    """True when the task resumed with a task-end event's state instead of an event payload: ``dag.test()`` does
+    that for a task its trigger ended in the triggerer (a real deployment never resumes such a task)."""
+    return not isinstance(event, dict)
