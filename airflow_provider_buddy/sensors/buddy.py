@@ -137,8 +137,8 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
 
     def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
-        raise_if_timed_out(event, self.timeout, wait_error)
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
+        raise_if_timed_out(event, self.timeout, wait_error)
         pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
         return self.resume_wait(event, pipeline_id, float(self.poke_interval))

@@ -103,7 +103,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
-        raise_if_timed_out(event, self.timeout, run_wait_error)
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
+        raise_if_timed_out(event, self.timeout, run_wait_error)
         return self.finish_wait(event)
