@@ -44,9 +44,12 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.sensors.gorules"]},
         ],
         "triggers": [
-            {"integration-name": "Buddy.Works", "python-modules": ["airflow_provider_buddy.triggers.buddy"]},
+            {
+                "integration-name": "Buddy.Works",
+                "python-modules": ["airflow_provider_buddy.triggers.buddy", "airflow_provider_buddy.triggers.approval"],
+            },
             {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.triggers.gorules"]},
         ],
-        "extra-links": ["airflow_provider_buddy.links.BuddyExecutionLink"],
+        "extra-links": ["airflow_provider_buddy.links.BuddyExecutionLink", "airflow_provider_buddy.links.GoRulesRunLink"],
         "config": config_section(),
     }

@@ -34,6 +34,32 @@ def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[st
     return dag.test(**kwargs)
 
 
+def serve_hitl_reads_in_dag_test() -> None:
+    """
+    Test support: ``dag.test()`` runs a deferred task's trigger in-process under the *task* supervisor, which does not
+    answer a trigger's ``GetHITLDetailResponse`` (only the triggerer does, ``airflow/jobs/triggerer_job_runner.py``),
+    so a trigger reading a human-in-the-loop answer gets None there. Answer it the way the triggerer does: through
+    the Execution API client. (The real-deployment suite runs the real triggerer.)
+    """
+    from airflow.jobs.triggerer_job_runner import HITLDetailResponseResult
+    from airflow.sdk.execution_time.comms import GetHITLDetailResponse
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    original = InProcessTestSupervisor._handle_request
+    if getattr(original, "_serves_hitl", False):
+        return
+
+    def _handle_request(self: Any, msg: Any, log: Any, req_id: int) -> None:
+        if isinstance(msg, GetHITLDetailResponse):
+            answer = self.client.hitl.get_detail_response(ti_id=msg.ti_id)
+            self.send_msg(HITLDetailResponseResult.from_api_response(response=answer), request_id=req_id, error=None)
+            return
+        original(self, msg, log, req_id)
+
+    _handle_request._serves_hitl = True  # type: ignore[attr-defined]
+    InProcessTestSupervisor._handle_request = _handle_request  # type: ignore[method-assign]
+
+
 def states(dag_run: Any) -> dict[str, str]:
     """Final state of each task."""
     return {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in dag_run.get_task_instances()}

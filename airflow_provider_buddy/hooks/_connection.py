@@ -25,6 +25,8 @@ class ClientSettings:
     :param retry_min_wait: first backoff, in seconds.
     :param retry_max_wait: longest backoff between two tries, in seconds.
     :param retry_total_timeout: the most time all tries of one request may take, in seconds.
+    :param page_template: where a person opens a run in the service's UI (extra ``run_page``, with ``{project_id}``
+        and ``{run_id}``), when the service documents none.
     """
 
     base_url: str
@@ -36,6 +38,7 @@ class ClientSettings:
     retry_min_wait: float = 1.0
     retry_max_wait: float = 60.0
     retry_total_timeout: float = 300.0
+    page_template: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -123,6 +126,19 @@ def _verify(extra: Mapping[str, Any], conn_id: str) -> bool | str:
     raise ValueError(f"Connection {conn_id!r}: extra 'verify' must be true, false or a CA bundle path, got {value!r}")
 
 
+def _page_template(extra: Mapping[str, Any], conn_id: str) -> str | None:
+    value = extra.get("run_page")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise ValueError(f"Connection {conn_id!r}: extra 'run_page' must be an http(s) URL template, got {value!r}")
+    try:
+        value.format(project_id="p", run_id="r")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"Connection {conn_id!r}: extra 'run_page' may only use {{project_id}} and {{run_id}} ({exc})") from None
+    return value
+
+
 def parse_extra(raw: Any, conn_id: str) -> dict[str, Any]:
     """
     The connection's extra as a dict, whether Airflow gives a dict or a JSON string.
@@ -188,4 +204,5 @@ def settings_from_connection(
         retry_min_wait=_number(extras, "retry_min_wait", 1.0, conn_id),
         retry_max_wait=_number(extras, "retry_max_wait", 60.0, conn_id),
         retry_total_timeout=_number(extras, "retry_total_timeout", 300.0, conn_id),
+        page_template=_page_template(extras, conn_id),
     )

@@ -73,7 +73,15 @@ GORULES_FORM: dict[str, Any] = {
             "password": "a personal access token from your BRMS profile (one per instance)",
         },
     },
-    "conn-fields": _extra_fields("true, false, or the path of a CA bundle (file or directory) that signed the BRMS's certificate."),
+    "conn-fields": {
+        **_extra_fields("true, false, or the path of a CA bundle (file or directory) that signed the BRMS's certificate."),
+        "run_page": {
+            "label": "Run page URL",
+            "schema": {"type": ["string", "null"]},
+            "description": "Where the task's 'GoRules run' link opens a run, with {project_id} and {run_id} "
+            "(the BRMS documents no deep link; empty: the BRMS's home page).",
+        },
+    },
 }
 
 
@@ -91,3 +99,33 @@ def field_behaviour(form: dict[str, Any]) -> dict[str, Any]:
         "relabeling": dict(behaviour["relabeling"]),
         "placeholders": {**behaviour["placeholders"], "extra": EXTRA_PLACEHOLDER},
     }
+
+
+def form_widgets(form: dict[str, Any]) -> dict[str, Any]:
+    """
+    A form's extra fields as the wtforms widgets a hook's ``get_connection_form_widgets`` returns: how Airflow 3.1
+    shows them (its api-server stands in for wtforms and Flask-AppBuilder; only string, integer, boolean and password
+    fields are allowed there, so numbers are text fields the hook reads as numbers). Airflow 3.2+ reads
+    ``conn-fields`` instead and never calls this.
+    """
+    import importlib
+
+    widgets = importlib.import_module("flask_appbuilder.fieldwidgets")
+    lazy_gettext = importlib.import_module("flask_babel").lazy_gettext
+    wtforms = importlib.import_module("wtforms")
+    optional = importlib.import_module("wtforms.validators").Optional
+    found: dict[str, Any] = {}
+    for name, spec in form["conn-fields"].items():
+        kind = next(t for t in spec["schema"]["type"] if t != "null")
+        default = spec["schema"].get("default")
+        label, description = lazy_gettext(spec["label"]), spec.get("description", "")
+        if kind == "integer":
+            found[name] = wtforms.IntegerField(
+                label, validators=[optional()], widget=widgets.BS3TextFieldWidget(), default=default, description=description
+            )
+        else:
+            shown = None if default is None else str(default)
+            found[name] = wtforms.StringField(
+                label, validators=[optional()], widget=widgets.BS3TextFieldWidget(), default=shown, description=description
+            )
+    return found

@@ -102,6 +102,15 @@ def run_url(api_root: str, project_id: str, run_id: str) -> str:
     return f"{api_root.rstrip('/')}/projects/{_q(project_id)}/runs/{_q(run_id)}"
 
 
+def run_page(settings: ClientSettings, project_id: str, run_id: str) -> str:
+    """Where a person opens the run: the connection's ``run_page`` template, else the BRMS itself (the API root without
+    ``/api``): the BRMS UI documents no deep link to a run."""
+    if settings.page_template:
+        return settings.page_template.format(project_id=_q(project_id), run_id=_q(run_id))
+    root = settings.base_url.rstrip("/")
+    return root[: -len("/api")] if root.lower().endswith("/api") else root
+
+
 def _q(value: str) -> str:
     return quote(str(value), safe="")
 

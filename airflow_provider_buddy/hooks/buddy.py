@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import httpx
 
@@ -12,7 +12,7 @@ from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyErro
 from airflow_provider_buddy.hooks._base import ApiHookBase, Steps, walk_pages
 from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
-from airflow_provider_buddy.hooks._forms import BUDDY_FORM, DEFAULT_BUDDY_API_URL, field_behaviour
+from airflow_provider_buddy.hooks._forms import BUDDY_FORM, DEFAULT_BUDDY_API_URL, field_behaviour, form_widgets
 from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
 from airflow_provider_buddy.models.buddy import (
     ActionExecution,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_API_URL = DEFAULT_BUDDY_API_URL
 LOG_PAGE_LIMIT = 1000
+T = TypeVar("T")
 
 
 class FailureDetails(TypedDict):
@@ -99,6 +100,11 @@ class BuddyHook(ApiHookBase):
 
     # ---- the Airflow connection form ---------------------------------------------------------
     @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the form on Airflow 3.1 (3.2+ reads them from the provider info)."""
+        return form_widgets(BUDDY_FORM)
+
+    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide the fields Buddy does not use and name the others as Buddy does (Airflow 3.2+ reads the same form
         from the provider info)."""
@@ -120,6 +126,14 @@ class BuddyHook(ApiHookBase):
 
     async def _aapi(self) -> BuddyApi:
         return BuddyApi((await self.asettings()).account)
+
+    def run_api(self, steps: Callable[[BuddyApi], Steps[T]]) -> T:
+        """Run an algorithm of several Buddy calls, written once for both modes (``steps(api)``), with the sync client."""
+        return self.run_steps(steps(self.api))
+
+    async def arun_api(self, steps: Callable[[BuddyApi], Steps[T]]) -> T:
+        """Async :meth:`run_api`."""
+        return await self.arun_steps(steps(await self._aapi()))
 
     # ---- the UI's Test button ----------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:

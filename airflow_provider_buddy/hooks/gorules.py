@@ -11,7 +11,7 @@ from airflow_provider_buddy.exceptions import GoRulesConfigurationError, GoRules
 from airflow_provider_buddy.hooks import _gorules_api as api
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
-from airflow_provider_buddy.hooks._forms import GORULES_FORM, field_behaviour
+from airflow_provider_buddy.hooks._forms import GORULES_FORM, field_behaviour, form_widgets
 from airflow_provider_buddy.hooks._http import HttpCore
 from airflow_provider_buddy.models.gorules import DeployResult, Release, Run
 
@@ -96,6 +96,11 @@ class GoRulesHook(ApiHookBase):
         return gorules_core(settings, logger=logger, retry_log_level=retry_log_level)
 
     # ---- the Airflow connection form ---------------------------------------------------------
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of the form on Airflow 3.1 (3.2+ reads them from the provider info)."""
+        return form_widgets(GORULES_FORM)
+
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide the fields GoRules does not use and name the others as the BRMS does (Airflow 3.2+ reads the same

@@ -4,30 +4,56 @@ Built on Airflow's own :class:`~airflow.providers.standard.operators.hitl.Approv
 request appears in Airflow's "Required actions" view; Approve sends ``APPLY`` (or ``APPLY_VARIABLES``
 with the form's answers) to the waiting Buddy action, Reject cancels the execution and skips the
 downstream tasks, and the decision is recorded on both sides.
+
+Airflow can fail a gate answered within seconds of asking (its defer race, apache/airflow#67287, #72716), and on 3.3
+an answer given while the task parks can leave it parked for good. The gate is built so that the answer is still
+applied, once: it waits in the triggerer (:class:`~airflow_provider_buddy.triggers.approval.BuddyApprovalTrigger`),
+which applies an answer there (no worker resumes, so the race cannot hit it), including one given before it
+started. Airflow 3.3 resumes the worker itself when a person answers while the trigger waits: the worker applies it,
+and if Airflow fails that try, the retry reads the answer Airflow recorded and applies it in the triggerer instead
+of asking again. Hence the gate's default ``retries=1``. Under ``dag.test()``, where no triggerer can read answers,
+the gate waits as Airflow's own does.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.triggers.hitl import HITLTrigger
 
-from airflow_provider_buddy.exceptions import BuddyApiError, BuddyError
+from airflow_provider_buddy.exceptions import BuddyApiError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.status import WaitKind
 from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, Check, positive_int
+from airflow_provider_buddy.utils.buddy_gate import (
+    DECISION_KEY,
+    GateDecision,
+    apply_answer,
+    asked_action,
+    decision_of,
+    remember_asked,
+)
 from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_waiting import describe_execution
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer
+from airflow_provider_buddy.utils.reattach import first_try_of_generation, try_number_of
+from airflow_provider_buddy.utils.settings import RESUME_HOLD, read_float
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_buddy.models.buddy import Execution
 
-DECISION_KEY = "buddy_decision"
+__all__ = ["DECISION_KEY", "BuddyApprovalOperator"]
+
 _SUBJECT_PLACEHOLDER = "Buddy approval"
+GATE_RETRIES = 1
+"""The gate's default retries: a try Airflow fails after the answer came is recovered by the next one."""
+GATE_RETRY_DELAY = timedelta(seconds=30)
 
 
 class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
@@ -37,12 +63,14 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
 
     Before asking it checks that the execution really waits: if someone already answered in Buddy
     it says so and succeeds without asking; if the execution ended, it fails with its status. If the
-    answer arrives in Buddy while Airflow is still asking, Airflow's answer is not applied again.
-    The decision (who, when, what was sent) goes to XCom ``buddy_decision``.
+    answer arrives in Buddy while Airflow is still asking, Airflow's answer is not applied again, and an
+    answer older than the step now waiting is not applied to it. The decision (who, when, what was sent)
+    goes to XCom ``buddy_decision``. A retry of the gate (after Airflow failed a try) applies the answer
+    Airflow recorded for it instead of asking again.
 
     :param project_name: the project's name id (templated).
     :param pipeline_id: the pipeline's int id, identifier or name (templated).
-    :param execution_id: the waiting execution (templated; ``deploy.output`` of the run operator before it works).
+    :param execution_id: the waiting execution (templated; ``staging.output`` works).
     :param workspace: overrides the connection's workspace (templated).
     :param buddy_conn_id: the Airflow connection.
     :param subject: the request's headline (templated); by default it names the pipeline and execution.
@@ -52,6 +80,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     :param notifiers: notifiers called when the request is made.
     :param response_timeout: how long to wait for an answer (then ``defaults`` apply).
     :param defaults: the option taken on timeout (``"Approve"`` or ``"Reject"``).
+    :param retries: default 1 (see the module's docstring), ``retry_delay`` default 30 s.
     """
 
     template_fields: Sequence[str] = ("subject", "body", "project_name", "pipeline_id", "execution_id", "workspace")
@@ -71,12 +100,16 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         body: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("retries", GATE_RETRIES)
+        kwargs.setdefault("retry_delay", GATE_RETRY_DELAY)
         super().__init__(subject=subject or _SUBJECT_PLACEHOLDER, body=body, **kwargs)
         self._custom_subject = subject is not None
         self._custom_body = body is not None
         self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         self.execution_id = execution_id
         self.check_given_arguments("execution_id")
+        self._gate: tuple[int, int] | None = None
+        self._asked: str | None = None
 
     def _current(self, pipeline_id: int) -> Execution:
         return self.hook.get_execution(
@@ -85,7 +118,8 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
 
     # ---- asking ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        """Check the execution waits for a person, then put the request into Airflow's UI."""
+        """Check the execution waits for a person, then put the request into Airflow's UI — or, on a retry, apply the
+        answer an earlier try got."""
         self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution = self._current(pipeline_id)
@@ -95,16 +129,28 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             raise BuddyApiError(f"{describe_execution(execution)} has already ended ({execution.status}); there is nothing to approve")
         kind = execution.waits_for
         if kind is None:
-            self.log.info(
-                "%s no longer waits for a person (status %s): answered in Buddy already; not asking",
-                describe_execution(execution),
-                execution.status,
-            )
-            decision = self._decision(execution, "answered_in_buddy", None, None, None, {})
+            note = f"{describe_execution(execution)} no longer waits for a person (status {execution.status}): answered in Buddy already"
+            self.log.info("%s; not asking", note)
+            decision = decision_of(execution, "answered_in_buddy", None, {}, note)
             context["ti"].xcom_push(key=DECISION_KEY, value=decision)
             return decision
         if kind is WaitKind.VISUAL_TEST:
             raise BuddyApiError(f"{describe_execution(execution)} waits for a visual-test review, which only Buddy's UI can answer")
+        self._gate = (pipeline_id, execution.id)
+        self._prepare_request(execution, kind)
+        ti = context["ti"]
+        generation = first_try_of_generation(ti, self.retries)
+        if try_number_of(ti) > generation:
+            # asking again would erase the answer Airflow recorded for an earlier try: read it in the triggerer
+            self.log.info("An earlier try of this gate asked already: applying the answer Airflow recorded for it, if any")
+            self._asked = asked_action(context, generation)
+            self._defer_to_gate_trigger(HITLTrigger(**self._hitl_kwargs(context)), mode="recorded")
+        remember_asked(context, generation, execution)
+        waiting = execution.waiting_action
+        self._asked = waiting.action_execution_id if waiting is not None else None
+        return self._ask(context)
+
+    def _prepare_request(self, execution: Execution, kind: WaitKind) -> None:
         waiting = execution.waiting_action
         if not self._custom_subject:
             self.subject = f"Approve {_pipeline_label(execution)} — Buddy execution {execution.id}?"
@@ -112,84 +158,93 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             self.body = _request_body(execution, kind)
         if kind is WaitKind.VARIABLES and waiting is not None:
             self.params = _variables_form(waiting)
+
+    def _ask(self, context: Context) -> Any:
         self.log.info("Asking in Airflow: %s", self.subject)
-        return super().execute(context)
+        try:
+            return super().execute(context)  # 3.1/3.2: the standard gate defers (see defer below)
+        except Exception as exc:
+            if type(exc).__name__ != "TaskAwaitingInput" or _under_dag_test(context):
+                raise
+        # Airflow 3.3 parks the task awaiting input; an answer given while it parks can leave it parked for good (seen in
+        # real deployments). The gate's trigger waits instead: it also finds an answer given before it started.
+        self.defer(trigger=HITLTrigger(**self._hitl_kwargs(context, timeout=self.response_timeout)), method_name="execute_complete")
+
+    def _hitl_kwargs(self, context: Context, *, timeout: timedelta | None = None) -> dict[str, Any]:
+        return {
+            "ti_id": context["ti"].id,
+            "options": self.options,
+            "params": self.serialized_params,
+            "defaults": self.defaults,
+            "multiple": self.multiple,
+            "timeout_datetime": datetime.now(timezone.utc) + timeout if timeout else None,
+        }
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None) -> NoReturn:
+        """Airflow 3.1/3.2: the standard gate waits for the answer in the triggerer; ours applies it there as well."""
+        if isinstance(trigger, HITLTrigger) and self._gate is not None:
+            self._defer_to_gate_trigger(trigger, mode="wait", timeout=timeout)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def _defer_to_gate_trigger(self, hitl: HITLTrigger, *, mode: str, timeout: Any = None) -> NoReturn:
+        from airflow_provider_buddy.triggers.approval import BuddyApprovalTrigger
+
+        assert self._gate is not None
+        pipeline_id, execution_id = self._gate
+        trigger = BuddyApprovalTrigger(
+            hitl=hitl.serialize()[1],
+            buddy_conn_id=self.buddy_conn_id,
+            project_name=self.project_name,
+            pipeline_id=pipeline_id,
+            execution_id=execution_id,
+            workspace=self.workspace,
+            mode=mode,
+            asked_action_execution_id=self._asked,
+            resume_not_before=time.time() + read_float(RESUME_HOLD),
+        )
+        super().defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     # ---- the answer --------------------------------------------------------------------------------
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: Any) -> Any:
         """Apply the person's answer in Buddy (once), record it, then let ApprovalOperator skip on Reject."""
+        if ended_in_triggerer(event):  # dag.test(): the trigger applied an Approve and ended the task
+            execution = self._current(self.resolve_pipeline_id())
+            ended = decision_of(execution, "approved", None, {}, f"Approved {describe_execution(execution)} (applied by the triggerer)")
+            context["ti"].xcom_push(key=DECISION_KEY, value=ended)
+            return ended
+        if event.get("buddy_gate") == "ask":  # an earlier try never got an answer: ask now
+            pipeline_id = self.resolve_pipeline_id()
+            execution = self._current(pipeline_id)
+            self._gate = (pipeline_id, execution.id)
+            self._prepare_request(execution, execution.waits_for or WaitKind.APPROVAL)
+            generation = first_try_of_generation(context["ti"], self.retries)
+            remember_asked(context, generation, execution)
+            waiting = execution.waiting_action
+            self._asked = waiting.action_execution_id if waiting is not None else None
+            return self._ask(context)
         chosen = list(event.get("chosen_options") or [])
         if "error" in event or not chosen:
             return super().execute_complete(context=context, event=event)
         self.validate_chosen_options(chosen)
-        params_input = dict(event.get("params_input") or {})
-        pipeline_id = self.resolve_pipeline_id()
-        execution = self._current(pipeline_id)
-        approved = chosen[0] == self.APPROVE
-        operation, note = self._apply(pipeline_id, execution, approved, params_input)
-        decision = self._decision(
-            execution,
-            "approved" if approved else "rejected",
-            operation,
-            event.get("responded_by_user"),
-            event.get("responded_at"),
-            params_input,
-        )
-        decision["note"] = note
+        decision: GateDecision | None = event.get("buddy_applied")
+        if decision is None:  # Airflow 3.3: a live answer resumes the worker, which applies it
+            pipeline_id = self.resolve_pipeline_id()
+            execution_id = positive_int(self.execution_id, "execution_id")
+            approved = chosen[0] == self.APPROVE
+            asked = asked_action(context, first_try_of_generation(context["ti"], self.retries))
+            decision = self.hook.run_api(
+                lambda api: apply_answer(api, self.workspace, self.project_name, pipeline_id, execution_id, approved, event, asked)
+            )
+        self.log.info("%s", decision["note"])
         context["ti"].xcom_push(key=DECISION_KEY, value=decision)
         return super().execute_complete(context=context, event=event)
 
-    def _apply(self, pipeline_id: int, execution: Execution, approved: bool, params_input: dict[str, Any]) -> tuple[str | None, str]:
-        ref = describe_execution(execution)
-        if approved:
-            if execution.waits_for is None:
-                note = f"{ref} no longer waits (status {execution.status}): it was answered in Buddy meanwhile; not applying again"
-                self.log.info("%s", note)
-                return None, note
-            waiting = execution.waiting_action
-            variables = _answers(waiting, params_input) if execution.waits_for is WaitKind.VARIABLES else None
-            operation = "APPLY_VARIABLES" if variables else "APPLY"
-            try:
-                self.hook.approve_execution(
-                    self.project_name,
-                    pipeline_id,
-                    execution.id,
-                    variables=variables,
-                    action_execution_id=waiting.action_execution_id if waiting is not None else None,
-                    workspace=self.workspace,
-                )
-            except BuddyApiError as exc:
-                note = f"Buddy did not take the approval of {ref} ({exc}); it was probably answered in Buddy meanwhile"
-                self.log.warning("%s", note)
-                return None, note
-            note = f"Approved {ref} in Buddy ({operation})"
-            self.log.info("%s", note)
-            return operation, note
-        if execution.is_finished:
-            note = f"{ref} had already ended ({execution.status}); nothing to cancel"
-            self.log.info("%s", note)
-            return None, note
-        try:
-            self.hook.cancel_execution(self.project_name, pipeline_id, execution.id, workspace=self.workspace)
-        except BuddyError as exc:
-            raise BuddyApiError(f"Rejected in Airflow, but cancelling {ref} in Buddy failed: {exc}") from None
-        note = f"Rejected: cancelled {ref} in Buddy"
-        self.log.info("%s", note)
-        return "CANCEL", note
 
-    @staticmethod
-    def _decision(
-        execution: Execution, decision: str, operation: str | None, by: Any, at: Any, params_input: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {
-            "decision": decision,
-            "execution_id": execution.id,
-            "html_url": execution.html_url,
-            "operation": operation,
-            "responded_by": by,
-            "responded_at": at.isoformat() if isinstance(at, datetime) else at,
-            "variables": sorted(params_input),
-        }
+def _under_dag_test(context: Context) -> bool:
+    """True in ``dag.test()`` / ``airflow dags test``: no triggerer there can read a person's answer, so the gate waits
+    as Airflow's own does (the test loop resolves it)."""
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "triggering_user_name", None) == "dag_test"
 
 
 def _pipeline_label(execution: Execution) -> str:
@@ -230,13 +285,3 @@ def _variables_form(waiting: Any) -> Any:
         default = "" if variable.encrypted else (variable.value or "")
         form[variable.key] = Param(default, type="string", description=variable.description or f"Value for {variable.key}")
     return ParamsDict(form)
-
-
-def _answers(waiting: Any, params_input: dict[str, Any]) -> list[dict[str, Any]]:
-    asked = {v.key: v for v in (waiting.passed_variables or [])} if waiting is not None else {}
-    keys = list(asked) or list(params_input)
-    answers = []
-    for key in keys:
-        value = params_input.get(key, asked[key].value if key in asked else None)
-        answers.append({"key": key, "value": "" if value is None else str(value), "encrypted": bool(key in asked and asked[key].encrypted)})
-    return answers

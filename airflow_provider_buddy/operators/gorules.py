@@ -23,8 +23,9 @@ from airflow_provider_buddy.exceptions import (
     GoRulesResponseError,
     GoRulesServerError,
 )
-from airflow_provider_buddy.hooks._gorules_api import require_comment, run_url
+from airflow_provider_buddy.hooks._gorules_api import require_comment, run_page, run_url
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
+from airflow_provider_buddy.links import GoRulesRunLink
 from airflow_provider_buddy.models.gorules import Run
 from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, default_deferrable, non_empty, optional, positive_seconds
 from airflow_provider_buddy.utils.backoff import LOOKUP_ATTEMPTS
@@ -66,6 +67,7 @@ class GoRulesBaseOperator(ArgumentChecks, BaseOperator):
 
     ui_color = "#3b5bdb"
     argument_checks: ClassVar[Mapping[str, Check]] = {"project_id": non_empty}
+    operator_extra_links = (GoRulesRunLink(),)
 
     def __init__(self, *, project_id: str, gorules_conn_id: str = GoRulesHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -258,6 +260,7 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=RUN_ID_KEY, value=run.id)
         ti.xcom_push(key=RUN_URL_KEY, value=self.run_url(project_id, run.id))
+        self.show_run(context, project_id, run.id)
         comment = f"Cancelled by Airflow: the DAG run of task {ti.dag_id}.{ti.task_id} failed"
         record_run(context, RunRecord(service="gorules", conn_id=self.gorules_conn_id, project=project_id, id=run.id, comment=comment))
 
@@ -335,6 +338,7 @@ class GoRulesCancelRunOperator(GoRulesBaseOperator):
         run_id = non_empty(self.run_id, "run_id")
         comment = _required_comment(self.comment)
         url = run_url(self.hook.settings.base_url, project_id, run_id)
+        GoRulesRunLink.persist(context, run_page(self.hook.settings, project_id, run_id))
         run = cancel_unless_ended(
             self.log,
             lambda: self.hook.get_run(project_id, run_id),

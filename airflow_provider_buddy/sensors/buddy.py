@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.links import BuddyExecutionLink
-from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, Check, check_bool, default_deferrable, positive_int
+from airflow_provider_buddy.utils.arguments import (
+    BUDDY_DEFAULT_CONN_ID,
+    Check,
+    check_bool,
+    default_deferrable,
+    for_triggerer,
+    positive_int,
+    resolved_later,
+    triggerer_can_resolve,
+)
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
 from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id, wait_error
-from airflow_provider_buddy.utils.buddy_variables import check_variables, mask_variables
+from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_buddy.utils.buddy_waiting import BuddyWaitEvent
 
@@ -53,6 +64,9 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
+        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first). Not with
+        encrypted or templated approval answers.
     """
 
     wait_returns = "summary"
@@ -77,6 +91,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         skipped_is_success: bool = False,
         log_tail_lines: int = DEFAULT_LOG_TAIL,
         deferrable: bool | None = None,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30.0)
@@ -94,7 +109,39 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         check_bool(deferrable, "deferrable", optional=True)
         self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         self.check_given_arguments("execution_id", "approval_variables")
+        check_bool(start_from_trigger, "start_from_trigger")
         self._approved: set[str] = set()
+        if start_from_trigger and self.deferrable and _plain_answers(approval_variables) and self._triggerer_can_resolve():
+            self.start_from_trigger = True
+            self.start_trigger_args = self._start_in_triggerer()
+
+    def _triggerer_can_resolve(self) -> bool:
+        return all(triggerer_can_resolve(getattr(self, name)) for name in ("project_name", "pipeline_id", "execution_id", "workspace"))
+
+    def _start_in_triggerer(self) -> StartTriggerArgs:
+        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
+        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
+        from airflow.triggers.base import StartTriggerArgs
+
+        return StartTriggerArgs(
+            trigger_cls="airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",
+            trigger_kwargs={
+                "buddy_conn_id": self.buddy_conn_id,
+                "project_name": for_triggerer(self.project_name),
+                "pipeline_id": for_triggerer(self.pipeline_id),
+                "execution_id": for_triggerer(self.execution_id),  # run.output: rendered in the triggerer, as text
+                "workspace": for_triggerer(self.workspace),
+                "poll_interval": float(self.poke_interval),
+                "on_approval": self.on_approval,
+                "approval_variables": self.approval_variables,
+                "skipped_is_success": self.skipped_is_success,
+                "log_tail": self.log_tail_lines,
+                "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then mask the rendered encrypted answers before Airflow records the rendered fields."""
@@ -139,6 +186,17 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
+        BuddyExecutionLink.persist(context, event.get("html_url"))
         raise_if_timed_out(event, self.timeout, wait_error)
         pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
         return self.resume_wait(event, pipeline_id, float(self.poke_interval))
+
+
+def _plain_answers(approval_variables: Any) -> bool:
+    """True when the approval answers may go into a trigger started by Airflow: none, or literal and not encrypted
+    (a template is rendered in the triggerer only as text; secrets never go into a trigger)."""
+    if approval_variables is None:
+        return True
+    if resolved_later(approval_variables):
+        return False
+    return not any(v.encrypted for v in approval_variables_of(approval_variables))

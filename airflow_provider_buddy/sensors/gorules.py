@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,15 +12,25 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
-from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, default_deferrable, non_empty
+from airflow_provider_buddy.links import GoRulesRunLink
+from airflow_provider_buddy.utils.arguments import (
+    ArgumentChecks,
+    Check,
+    check_bool,
+    default_deferrable,
+    for_triggerer,
+    non_empty,
+    triggerer_can_resolve,
+)
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin, run_wait_error
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
@@ -44,6 +55,8 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
+        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first).
     """
 
     wait_returns = "summary"
@@ -51,6 +64,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
     template_fields: Sequence[str] = ("project_id", "run_id")
     ui_color = "#3b5bdb"
     argument_checks: ClassVar[Mapping[str, Check]] = {"project_id": non_empty, "run_id": non_empty}
+    operator_extra_links = (GoRulesRunLink(),)
 
     _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
 
@@ -62,6 +76,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         gorules_conn_id: str = GoRulesHook.default_conn_name,
         on_approval: str = "wait",
         deferrable: bool | None = None,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 30.0)
@@ -73,6 +88,30 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.check_given_arguments()
+        check_bool(start_from_trigger, "start_from_trigger")
+        if start_from_trigger and self.deferrable and all(triggerer_can_resolve(value) for value in (project_id, run_id)):
+            self.start_from_trigger = True
+            self.start_trigger_args = self._start_in_triggerer()
+
+    def _start_in_triggerer(self) -> StartTriggerArgs:
+        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
+        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
+        from airflow.triggers.base import StartTriggerArgs
+
+        return StartTriggerArgs(
+            trigger_cls="airflow_provider_buddy.triggers.gorules.GoRulesRunTrigger",
+            trigger_kwargs={
+                "gorules_conn_id": self.gorules_conn_id,
+                "project_id": for_triggerer(self.project_id),
+                "run_id": for_triggerer(self.run_id),  # deploy.output: rendered in the triggerer
+                "poll_interval": float(self.poke_interval),
+                "on_approval": self.on_approval,
+                "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
 
     @cached_property
     def hook(self) -> GoRulesHook:
@@ -95,9 +134,10 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
         self.check_arguments()  # rendered and resolved values are checked before anything is sent
+        project_id, run_id = self._ids()
+        self.show_run(context, project_id, run_id)
         if not self.deferrable:
             return super().execute(context)
-        project_id, run_id = self._ids()
         end_time = time.time() + float(self.timeout) if self.timeout else None
         return self.first_look_or_defer(project_id, run_id, float(self.poke_interval), end_time=end_time)
 
@@ -105,5 +145,6 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
+        self.show_run(context, *self._ids())
         raise_if_timed_out(event, self.timeout, run_wait_error)
         return self.finish_wait(event)

@@ -126,7 +126,10 @@ async def drop_connection(send: Send) -> None:
     raise ConnectionAbortedError("emulated dropped connection")
 
 
-def _fault_response(fault: Fault) -> tuple[int, Headers, bytes]:
+def _fault_response(fault: Fault) -> tuple[int, Headers, bytes] | None:
+    """The answer a fault puts in place of the real one (None for a delay, which only slows it)."""
+    if fault.kind == "delay":
+        return None
     if fault.kind == "malformed":
         return 200, [(b"content-type", b"application/json")], MALFORMED_BODY
     payload = fault.response_body()
@@ -204,34 +207,37 @@ class Gateway:
             (b"x-rate-limit-remaining", str(self.rate.hit()).encode()),
         ]
         fault = self.faults.take(method, path) if relative is not None else None
+        replaced: tuple[int, Headers, bytes] | None = None
         if fault is not None:
             record.fault = fault.kind
             if fault.when == "before":
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if fault.kind == "drop":
-                    await drop_connection(send)
+                if await _delay_or_drop(fault, send):
                     return
-                if fault.kind != "delay":
-                    status, headers, payload = _fault_response(fault)
-                    record.status = status
-                    await _respond(send, status, _with_rate(headers, rate_headers), payload)
-                    return
-        if relative is None:
-            status, headers, payload = 404, [(b"content-type", b"application/json")], _not_found()
+                replaced = _fault_response(fault)  # None for a delay: the request is processed after it
+        if replaced is not None:
+            status, headers, payload = replaced
         else:
-            inner = dict(scope, path=relative, raw_path=relative.encode(), root_path="")
-            status, headers, payload = await _capture(self.api, inner, _replay(body, receive))
-        if fault is not None and fault.when == "after":
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.kind == "drop":
-                await drop_connection(send)
-                return
-            if fault.kind != "delay":
-                status, headers, payload = _fault_response(fault)
+            if relative is None:
+                status, headers, payload = 404, [(b"content-type", b"application/json")], _not_found()
+            else:
+                inner = dict(scope, path=relative, raw_path=relative.encode(), root_path="")
+                status, headers, payload = await _capture(self.api, inner, _replay(body, receive))
+            if fault is not None and fault.when == "after":
+                if await _delay_or_drop(fault, send):
+                    return
+                status, headers, payload = _fault_response(fault) or (status, headers, payload)
         record.status = status
         await _respond(send, status, _with_rate(headers, rate_headers), payload)
+
+
+async def _delay_or_drop(fault: Fault, send: Send) -> bool:
+    """Sleep the fault's delay; for a drop, close the connection and return True."""
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.kind == "drop":
+        await drop_connection(send)
+        return True
+    return False
 
 
 def _with_rate(headers: Headers, rate_headers: Headers) -> Headers:

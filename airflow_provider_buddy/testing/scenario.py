@@ -1,5 +1,6 @@
 """
-Scenario definitions for the Buddy.Works emulator: which projects and pipelines exist and how runs play out.
+Scenario definitions for the emulator: which Buddy.Works projects and pipelines and which GoRules BRMS
+projects exist, and how their runs play out.
 
 A scenario is a JSON document (or the equivalent ``dict``)::
 
@@ -36,7 +37,32 @@ A scenario is a JSON document (or the equivalent ``dict``)::
             }
           ]
         }
-      ]
+      ],
+      "gorules": {                        # optional: the GoRules BRMS, served by the same server and token
+        "projects": [
+          {
+            "name": "pricing",            # optional, default "rules"
+            "id": "11111111-1111-4111-8111-111111111111",  # optional, default a new uuid
+            "environments": [             # in workflow order; default dev, staging (review), production (review)
+              "dev",                      # a plain key: {"key": "dev"}
+              {"key": "staging",          # default env<n>
+               "name": "Staging",         # default: the key, capitalised
+               "id": "22222222-2222-4222-8222-222222222202",  # default a new uuid
+               "review": true,            # a deployment waits for a reviewer (default false)
+               "duration": 5,             # emulated seconds a deployment takes (default 1)
+               "fails": false,            # a deployment ends in failure (default false) ...
+               "error": "S3 bucket rules-prod is not reachable"}  # ... with this event text
+            ],
+            "releases": [                 # published releases, oldest first
+              {"name": "Pricing rules", "version": "1.4.0",
+               "id": "33333333-3333-4333-8333-333333333301",  # default a new uuid
+               "description": ""}
+            ],
+            "deploy_answer": "run",       # the deploy call answers: "run" (the run), "id" ({"id"}) or "empty" ({})
+            "comment_visible": true       # a deploy comment shows in the job's data
+          }
+        ]
+      }
     }
 
 Actions: ``type`` is any Buddy action type. ``WAIT_FOR_APPLY`` (approval) and ``WAIT_FOR_VARIABLES``
@@ -46,7 +72,18 @@ default pair is made up when omitted); ``outputted_variables`` appear on the act
 succeeds. Outcomes TERMINATED and SKIPPED give the execution that status after all actions ran; FAILED
 makes ``fail_action`` end FAILED and the actions after it NOT_EXECUTED.
 
-Unknown keys in scenarios, projects, pipelines and actions are errors (they are usually typos).
+GoRules: a run deploys a release to its environments in order; an environment with ``review`` stops the run
+in ``waiting`` until a reviewer answers (``review_in_gorules``, or ``POST /__emulator__/gorules/.../review``).
+Ids are free text (the BRMS uses uuids); fixed ones let a DAG's params name them before the emulator starts.
+Environment keys, environment ids and release ids are unique within a project, project ids within the scenario.
+
+Unknown keys anywhere are errors (they are usually typos), reported with the path of the bad key, e.g.
+``invalid scenario: gorules.projects.0.environments.1.review: Input should be a valid boolean``.
+
+The shipped ``scenarios/demo.json`` (:data:`airflow_provider_buddy.testing.DEMO_SCENARIO`) serves Buddy project
+"web" (four pipelines) and GoRules project "pricing" with fixed ids, for ``example_dags/gorules_release.py``:
+``project_id`` 11111111-1111-4111-8111-111111111111, ``environment_id`` 22222222-2222-4222-8222-222222222202
+(staging, review required), ``release_id`` 33333333-3333-4333-8333-333333333301 ("Pricing rules" 1.4.0).
 """
 
 from __future__ import annotations
@@ -54,186 +91,31 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field
 
-WAIT_TYPES: dict[str, str] = {
-    "WAIT_FOR_APPLY": "WAITING_FOR_APPLY",
-    "WAIT_FOR_VARIABLES": "WAITING_FOR_VARIABLES",
-}
-"""Action types that block for a person, mapped to the status shown while they wait."""
+from airflow_provider_buddy.testing._specs import ScenarioError, Spec, validate
+from airflow_provider_buddy.testing.buddy.specs import ProjectSpec
+from airflow_provider_buddy.testing.gorules.specs import GoRulesSpec
 
-Outcome = Literal["SUCCESSFUL", "FAILED", "TERMINATED", "SKIPPED"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario"]
 
 
-class ScenarioError(ValueError):
-    """A scenario (file, dict or ``add_pipeline`` arguments) is invalid."""
-
-
-class VariableSpec(BaseModel):
+class Scenario(Spec):
     """
-    A variable: an action's output, a "pass arguments" prompt's default, or a value passed to a run.
+    A whole emulated set-up: the Buddy workspace and the GoRules BRMS.
 
-    :param key: the variable's name.
-    :param value: its value (for a prompt, the default).
-    :param encrypted: secret values are never echoed back by the API.
-    :param description: free text.
+    :param workspace: the Buddy workspace's name (as in URLs).
+    :param token: the only token the emulator accepts (for both services).
+    :param projects: the Buddy workspace's projects.
+    :param gorules: the GoRules BRMS's projects.
     """
-
-    model_config = ConfigDict(extra="ignore")
-
-    key: str = Field(min_length=1)
-    value: str = ""
-    encrypted: bool = False
-    description: str = ""
-
-
-class ActionSpec(BaseModel):
-    """
-    One action of a pipeline.
-
-    :param id: the action's numeric id.
-    :param name: its display name.
-    :param type: a Buddy action type; ``WAIT_FOR_APPLY`` and ``WAIT_FOR_VARIABLES`` wait for a person.
-    :param duration: emulated seconds a non-waiting action runs.
-    :param log: log lines; None makes up two lines.
-    :param outputted_variables: variables the action exports when it succeeds.
-    :param variables: for ``WAIT_FOR_VARIABLES``, the variables asked for, with defaults.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: int
-    name: str = Field(min_length=1)
-    type: str = "BUILD"
-    duration: float = Field(default=1.0, ge=0)
-    log: list[str] | None = None
-    outputted_variables: list[VariableSpec] = Field(default_factory=list)
-    variables: list[VariableSpec] = Field(default_factory=list)
-
-    @property
-    def waits(self) -> bool:
-        """True for an action that blocks until a person approves it."""
-        return self.type in WAIT_TYPES
-
-    def log_lines(self) -> list[str]:
-        """The action's log lines (made up when the scenario gives none)."""
-        if self.log is not None:
-            return list(self.log)
-        if self.waits:
-            return [f'Waiting for a person to approve "{self.name}"']
-        return [f'Executing action "{self.name}" ({self.type})', f'Action "{self.name}" finished']
-
-
-class PipelineSpec(BaseModel):
-    """
-    A pipeline and the way its runs play out.
-
-    :param id: the pipeline's numeric id.
-    :param identifier: its human-readable id.
-    :param name: its display name (defaults to the identifier).
-    :param actions: its actions, in run order.
-    :param outcome: how a run ends: SUCCESSFUL, FAILED, TERMINATED or SKIPPED.
-    :param fail_action: for FAILED, the id of the action that fails (default: the last non-waiting one).
-    :param error_message: for FAILED, the failing action's error message.
-    :param wait_shown_on: "execution" (the execution shows WAITING_FOR_*) or "action" (only the action does).
-    :param enqueued_for: emulated seconds a new run stays ENQUEUED.
-    :param retry_outcome: how a retried run ends.
-    :param disabled: a disabled pipeline refuses to run.
-    :param disabled_reason: why it is disabled.
-    :param refs: git refs; the first ``refs/heads/...`` one is the default branch.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: int
-    identifier: str = Field(min_length=1)
-    name: str = ""
-    actions: list[ActionSpec] = Field(min_length=1)
-    outcome: Outcome = "SUCCESSFUL"
-    fail_action: int | None = None
-    error_message: str | None = None
-    wait_shown_on: Literal["execution", "action"] = "execution"
-    enqueued_for: float = Field(default=0.0, ge=0)
-    retry_outcome: Outcome = "SUCCESSFUL"
-    disabled: bool = False
-    disabled_reason: str | None = None
-    refs: list[str] = Field(default_factory=lambda: ["refs/heads/main"])
-
-    @model_validator(mode="after")
-    def _check(self) -> PipelineSpec:
-        if not self.name:
-            self.name = self.identifier
-        ids = [action.id for action in self.actions]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"pipeline {self.id}: action ids must be unique, got {ids}")
-        if self.fail_action is not None:
-            action = self.action(self.fail_action)
-            if action is None:
-                raise ValueError(f"pipeline {self.id}: fail_action {self.fail_action} is not one of its actions")
-            if action.waits:
-                raise ValueError(f"pipeline {self.id}: fail_action {self.fail_action} is a waiting action")
-        if "FAILED" in (self.outcome, self.retry_outcome) and all(a.waits for a in self.actions):
-            raise ValueError(f"pipeline {self.id}: a FAILED outcome needs a non-waiting action to fail")
-        return self
-
-    def action(self, action_id: int) -> ActionSpec | None:
-        """The action with that id, or None."""
-        return next((a for a in self.actions if a.id == action_id), None)
-
-    @property
-    def default_branch(self) -> str:
-        """The branch a run uses when none is given."""
-        for ref in self.refs:
-            if ref.startswith("refs/heads/"):
-                return ref.removeprefix("refs/heads/")
-        return "main"
-
-    @property
-    def failure_message(self) -> str:
-        """The error message of the failing action."""
-        return self.error_message or "Action failed: the command returned exit code 1"
-
-
-class ProjectSpec(BaseModel):
-    """
-    A project and its pipelines.
-
-    :param name: the project's name ID (as in URLs).
-    :param display_name: its display name (defaults to the name).
-    :param pipelines: its pipelines.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    display_name: str = ""
-    pipelines: list[PipelineSpec] = Field(default_factory=list)
-
-
-class Scenario(BaseModel):
-    """
-    A whole emulated workspace.
-
-    :param workspace: the workspace's name (as in URLs).
-    :param token: the only token the emulator accepts.
-    :param projects: the workspace's projects.
-    """
-
-    model_config = ConfigDict(extra="forbid")
 
     workspace: str = Field(default="acme", min_length=1)
     token: str = Field(default="test-token", min_length=1)
     projects: list[ProjectSpec] = Field(default_factory=list)
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "scenario"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    gorules: GoRulesSpec = Field(default_factory=GoRulesSpec)
 
 
 def load_scenario(source: Scenario | Mapping[str, Any] | str | Path) -> Scenario:
@@ -252,19 +134,4 @@ def load_scenario(source: Scenario | Mapping[str, Any] | str | Path) -> Scenario
             raise ScenarioError(f"cannot read scenario file {source}: {exc}") from exc
     else:
         data = dict(source)
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(f"invalid scenario: {_describe(exc)}") from exc
-
-
-def pipeline_spec(data: Mapping[str, Any]) -> PipelineSpec:
-    """
-    Build a PipelineSpec from its JSON form, raising ScenarioError with a readable message.
-
-    :param data: the pipeline's fields, as in a scenario file.
-    """
-    try:
-        return PipelineSpec.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ScenarioError(f"invalid pipeline: {_describe(exc)}") from exc
+    return validate(Scenario, data, "scenario")

@@ -5,30 +5,38 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_buddy.testing._core import Core
+from airflow_provider_buddy.testing.buddy.mixin import BuddyEmulatorMixin
+from airflow_provider_buddy.testing.buddy.state import BuddyState
 from airflow_provider_buddy.testing.faults import Fault, FaultBook
-from airflow_provider_buddy.testing.gorules_emulator import GoRulesEmulatorMixin
+from airflow_provider_buddy.testing.gorules.mixin import GoRulesEmulatorMixin
+from airflow_provider_buddy.testing.gorules.state import GoRulesState
 from airflow_provider_buddy.testing.recording import RecordedRequest, RequestLog
-from airflow_provider_buddy.testing.runs import BUDDY_USER_ID
-from airflow_provider_buddy.testing.scenario import (
-    ActionSpec,
-    PipelineSpec,
-    Scenario,
-    VariableSpec,
-    load_scenario,
-    pipeline_spec,
-)
-from airflow_provider_buddy.testing.state import EmulatorState
+from airflow_provider_buddy.testing.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
     import uvicorn
 
 START_TIMEOUT = 10.0
+SERVER_PACKAGES = ("starlette", "uvicorn")
+
+
+def require_server_packages() -> None:
+    """The emulator's HTTP server needs the ``emulator`` extra; say so plainly when it is missing."""
+    import importlib.util
+
+    missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(
+            f"The Buddy/GoRules emulator's server needs packages that are not installed ({', '.join(missing)}): "
+            "pip install 'airflow-provider-buddy[emulator]'"
+        )
 
 
 def _normalise_base_path(base_path: str) -> str:
@@ -38,18 +46,13 @@ def _normalise_base_path(base_path: str) -> str:
     return path
 
 
-def _variables(values: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -> list[VariableSpec] | None:
-    if values is None:
-        return None
-    if isinstance(values, Mapping):
-        return [VariableSpec(key=k, value=v) for k, v in values.items()]
-    return [VariableSpec.model_validate(dict(v)) for v in values]
-
-
-class BuddyEmulator(GoRulesEmulatorMixin):
+class BuddyEmulator(BuddyEmulatorMixin, GoRulesEmulatorMixin):
     """
     A local Buddy.Works REST API for tests and offline DAG runs: a real HTTP server on ``host``.
-    It serves the GoRules BRMS API too (see :class:`GoRulesEmulatorMixin` for its Python API).
+    It serves the GoRules BRMS API too, with the same token and clock. The Python API of each service comes
+    from its mixin (:class:`BuddyEmulatorMixin`: pipelines and executions; :class:`GoRulesEmulatorMixin`:
+    BRMS projects, releases and runs); this class runs the server and holds what they share: the clock,
+    the token, faults and recorded requests.
 
     Use it as a context manager (or call :meth:`start` / :meth:`stop`)::
 
@@ -86,13 +89,15 @@ class BuddyEmulator(GoRulesEmulatorMixin):
         seed: int | None = None,
         rate_limit: int = 1000,
     ) -> None:
-        self._state = EmulatorState(workspace or "acme", token or "test-token", speed)
+        self._core = Core(token or "test-token", speed)
+        self._buddy = BuddyState(self._core, workspace or "acme")
+        self._gorules = GoRulesState(self._core)
         if scenario is not None:
-            self._state.load(load_scenario(scenario))
+            self.load_scenario(scenario)
         if workspace is not None:
-            self._state.workspace = workspace
+            self._buddy.workspace = workspace
         if token is not None:
-            self._state.token = token
+            self._core.token = token
         self._faults = FaultBook(seed)
         self._log = RequestLog()
         self._base_path = _normalise_base_path(base_path)
@@ -116,11 +121,16 @@ class BuddyEmulator(GoRulesEmulatorMixin):
             raise RuntimeError("the emulator is already running")
         if port is not None:
             self._port = port
+        require_server_packages()
         import uvicorn
 
-        from airflow_provider_buddy.testing.app import build_api
+        from airflow_provider_buddy.testing._routing import api_app
+        from airflow_provider_buddy.testing.buddy.app import buddy_routes
+        from airflow_provider_buddy.testing.buddy.control import buddy_control
         from airflow_provider_buddy.testing.control import build_control
         from airflow_provider_buddy.testing.gateway import Gateway
+        from airflow_provider_buddy.testing.gorules.app import gorules_routes
+        from airflow_provider_buddy.testing.gorules.control import gorules_control
         from airflow_provider_buddy.testing.uvicorn_server import QuickStopServer
 
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
@@ -138,10 +148,10 @@ class BuddyEmulator(GoRulesEmulatorMixin):
         shown_host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
         shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
         scheme = "https" if self._ssl_certfile else "http"
-        self._state.api_base = f"{scheme}://{shown_host}:{port}{self._base_path}"
+        self._core.api_base = f"{scheme}://{shown_host}:{port}{self._base_path}"
         gateway = Gateway(
-            build_api(self._state),
-            build_control(self._state, self._faults, self._log),
+            api_app([*buddy_routes(self._buddy), *gorules_routes(self._gorules)]),
+            build_control(self._core, self._faults, self._log, [buddy_control(self._buddy), gorules_control(self._gorules)]),
             self._faults,
             self._log,
             self._base_path,
@@ -214,9 +224,9 @@ class BuddyEmulator(GoRulesEmulatorMixin):
     @property
     def url(self) -> str:
         """The API's root URL, e.g. ``http://127.0.0.1:PORT`` plus the base path (set by :meth:`start`)."""
-        if not self._state.api_base:
+        if not self._core.api_base:
             raise RuntimeError("the emulator has not been started")
-        return self._state.api_base
+        return self._core.api_base
 
     @property
     def port(self) -> int:
@@ -228,102 +238,42 @@ class BuddyEmulator(GoRulesEmulatorMixin):
         """The API's path prefix ("" for none)."""
         return self._base_path
 
-    # --- settings ----------------------------------------------------------------------------------------
-
-    @property
-    def workspace(self) -> str:
-        """The workspace's name."""
-        return self._state.workspace
+    # --- shared settings -----------------------------------------------------------------------------
 
     @property
     def token(self) -> str:
-        """The only accepted token."""
-        return self._state.token
+        """The only accepted token (both services')."""
+        return self._core.token
 
     @token.setter
     def token(self, value: str) -> None:
-        self._state.token = value
+        self._core.token = value
 
     @property
     def speed(self) -> float:
         """Emulated seconds per real second."""
-        return self._state.clock.speed
+        return self._core.clock.speed
 
     @speed.setter
     def speed(self, value: float) -> None:
         """Run the emulated clock at ``value`` from now on; 0 pauses it (runs stay where they are)."""
-        with self._state.lock:
-            self._state.clock.speed = value
+        self._core.set_speed(value)
 
-    @property
-    def api_disabled(self) -> bool:
-        """When True every API call answers 403 "API is disabled in this workspace"."""
-        return self._state.api_disabled
+    def advance(self, seconds: float) -> None:
+        """Move the emulated clock forward."""
+        self._core.advance(seconds)
 
-    @api_disabled.setter
-    def api_disabled(self, value: bool) -> None:
-        self._state.api_disabled = value
-
-    @property
-    def scopes(self) -> set[str]:
-        """The token's scopes (default: WORKSPACE, EXECUTION_INFO, EXECUTION_RUN, EXECUTION_MANAGE)."""
-        return set(self._state.scopes)
-
-    @scopes.setter
-    def scopes(self, value: Iterable[str]) -> None:
-        self._state.scopes = set(value)
-
-    # --- scenario --------------------------------------------------------------------------------------
-
-    def add_pipeline(
-        self,
-        project: str,
-        pipeline_id: int,
-        identifier: str,
-        name: str = "",
-        actions: Sequence[Mapping[str, Any] | ActionSpec] | None = None,
-        *,
-        outcome: str = "SUCCESSFUL",
-        fail_action: int | None = None,
-        error_message: str | None = None,
-        wait_shown_on: str = "execution",
-        enqueued_for: float = 0.0,
-        retry_outcome: str = "SUCCESSFUL",
-        disabled: bool = False,
-        disabled_reason: str | None = None,
-        refs: Sequence[str] | None = None,
-    ) -> PipelineSpec:
-        """
-        Create (or replace) a pipeline; see :mod:`airflow_provider_buddy.testing.scenario` for the fields.
-
-        Without ``actions`` the pipeline gets one 1-second BUILD action (id 1, "Execute").
-
-        :raises ScenarioError: when the definition is invalid.
-        """
-        listed = [{"id": 1, "name": "Execute", "type": "BUILD"}] if actions is None else actions
-        data: dict[str, Any] = {
-            "id": pipeline_id,
-            "identifier": identifier,
-            "name": name,
-            "actions": [a.model_dump() if isinstance(a, ActionSpec) else dict(a) for a in listed],
-            "outcome": outcome,
-            "fail_action": fail_action,
-            "error_message": error_message,
-            "wait_shown_on": wait_shown_on,
-            "enqueued_for": enqueued_for,
-            "retry_outcome": retry_outcome,
-            "disabled": disabled,
-            "disabled_reason": disabled_reason,
-        }
-        if refs is not None:
-            data["refs"] = list(refs)
-        spec = pipeline_spec(data)
-        self._state.add_pipeline(project, spec)
-        return spec
+    def now(self) -> datetime:
+        """The emulated time."""
+        return datetime.fromtimestamp(self._core.now(), tz=timezone.utc)
 
     def load_scenario(self, scenario: Scenario | Mapping[str, Any] | str | Path) -> None:
-        """Add a scenario's projects and pipelines (its workspace and token replace the current ones)."""
-        self._state.load(load_scenario(scenario))
+        """Add a scenario's Buddy projects and pipelines and GoRules projects (its workspace and token replace the current ones)."""
+        loaded = load_scenario(scenario)
+        with self._core.lock:
+            self._core.token = loaded.token
+            self._buddy.load(loaded.workspace, loaded.projects)
+            self._gorules.load(loaded.gorules.projects)
 
     # --- faults and requests ----------------------------------------------------------------------------
 
@@ -353,45 +303,3 @@ class BuddyEmulator(GoRulesEmulatorMixin):
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
         self._log.clear()
-
-    # --- executions ------------------------------------------------------------------------------------
-
-    def executions(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
-        """The pipeline's executions as the API shows them, newest first."""
-        return self._state.all_executions(project, pipeline_id)
-
-    def execution(self, project: str, pipeline_id: int, execution_id: int) -> dict[str, Any]:
-        """One execution as the API shows it."""
-        return self._state.execution_view(self._state.workspace, project, pipeline_id, execution_id)
-
-    def start_execution(self, project: str, pipeline_id: int, **run_body: Any) -> dict[str, Any]:
-        """Start a run as someone in Buddy's UI would (``triggered_on`` "CLICK"); kwargs as in the run body."""
-        return self._state.run(self._state.workspace, project, pipeline_id, run_body, triggered_on="CLICK", creator_id=BUDDY_USER_ID)
-
-    def approve_in_buddy(
-        self,
-        project: str,
-        pipeline_id: int,
-        execution_id: int,
-        variables: Sequence[Mapping[str, Any]] | Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """
-        A person approves the waiting action in Buddy's UI.
-
-        :param variables: for a "pass arguments" wait, ``[{"key", "value"}]`` or ``{key: value}``;
-            None keeps the defaults.
-        :raises ApiError: when the execution is not waiting.
-        """
-        return self._state.approve_in_buddy(project, pipeline_id, execution_id, _variables(variables))
-
-    def cache_clears(self, project: str, pipeline_id: int) -> int:
-        """How many times the pipeline's cache was cleared through the API."""
-        return self._state.cache_clears(project, pipeline_id)
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulated clock forward."""
-        self._state.advance(seconds)
-
-    def now(self) -> datetime:
-        """The emulated time."""
-        return datetime.fromtimestamp(self._state.clock.now(), tz=timezone.utc)

@@ -23,6 +23,7 @@ from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.utils.backoff import CANCEL_ATTEMPTS, backoff_delay
+from airflow_provider_buddy.utils.deferral import hold_until
 from airflow_provider_buddy.utils.waiting import EndInTriggerer, EventStatus, WaitEvent
 
 R = TypeVar("R")
@@ -179,6 +180,33 @@ class PollingTrigger(BaseTrigger):
         finally:
             poller.forget(self.read_key)
 
+    async def _task_still_deferred(self) -> bool:
+        """True when the task instance is still deferred: Airflow 3.3 also calls ``on_kill`` on a triggerer whose
+        triggers were handed to another one after its heartbeat lapsed (apache/airflow#73454), not only when a person
+        cleared or marked the task."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            # no public API lets a trigger read its task's state; the triggerer answers this task-runner request
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+            from asgiref.sync import sync_to_async
+
+            map_index = ti.map_index if ti.map_index >= 0 else None
+            states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=map_index
+            )
+        except Exception as exc:  # cannot tell: treat the kill as a person's
+            self.log.debug("Could not read the task's state (%s)", exc)
+            return False
+        key = ti.task_id if map_index is None else f"{ti.task_id}_{map_index}"
+        return str(states.get(ti.run_id, {}).get(key) or "").lower() == "deferred"
+
+    async def prepare(self, poller: SharedPoller) -> None:
+        """Make the arguments usable before the first look. A task that starts in the triggerer (``start_from_trigger``)
+        hands its arguments unrendered: Airflow renders them into the trigger just before :meth:`run`, so a trigger
+        checks (and resolves) them here; a ValueError names the argument."""
+
     # ---- reading through the triggerer's shared poller ---------------------------------------------
     async def shared_hook(self, poller: SharedPoller) -> Any:
         """The service's hook for :attr:`conn_id`, on the poller's pooled client."""
@@ -208,29 +236,23 @@ class PollingTrigger(BaseTrigger):
         """The watched object's id, from ``event`` (what an operator returns)."""
         ...
 
+    def link_xcoms(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The task's extra link, as XComs (a task that started in the triggerer never stored it itself)."""
+        return {}
+
     def task_end_xcoms(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The XComs to end the task with in the triggerer, or None when a worker must take the event."""
         end = self.end_in_triggerer
         if end is None or event.get("status") not in ENDS_WELL:
             return None
         summary = self.summary(event)
+        xcoms: dict[str, Any] = self.link_xcoms(event)
         if end["returns"] == "summary":
-            return {"return_value": summary} if end["push_return_value"] else {}
-        xcoms: dict[str, Any] = {"summary": summary}
+            return {**xcoms, "return_value": summary} if end["push_return_value"] else xcoms
+        xcoms["summary"] = summary
         if end["push_return_value"]:
             xcoms["return_value"] = self.object_id(event)
         return xcoms
-
-    async def hold_resume(self) -> None:
-        """Wait until :attr:`resume_not_before` before an event that resumes the task on a worker."""
-        wait = (self.resume_not_before or 0.0) - time.time()
-        if wait > 0:
-            self.log.info(
-                "Holding the result %.1fs, until Airflow has registered this task's deferral (its defer race, "
-                "apache/airflow#67287 and #72716; [buddy] resume_hold_seconds)",
-                wait,
-            )
-            await asyncio.sleep(wait)
 
     # ---- the wait ---------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -239,7 +261,12 @@ class PollingTrigger(BaseTrigger):
         self.log.info("%s", self.describe_wait())
         async with poller.lease():
             try:
+                await self.prepare(poller)
                 payload = await self._wait(poller)
+            except (ValueError, TypeError) as exc:  # a templated argument that rendered to something unusable
+                payload = self.error_payload(str(exc), ErrorKind.CONFIGURATION)
+            except ProviderApiError as exc:
+                payload = self.error_payload(str(exc), exc.kind)
             except Exception as exc:  # never crash the triggerer: report and end
                 self.log.exception("Unexpected error while waiting on %s", self.subject)
                 payload = self.error_payload(f"unexpected {type(exc).__name__} while waiting: {exc}", None)
@@ -251,7 +278,7 @@ class PollingTrigger(BaseTrigger):
             self.log.info("%s; the task ends here, in the triggerer", event.get("message") or f"{self.subject} ended well")
             yield TaskSuccessEvent(xcoms=xcoms)
             return
-        await self.hold_resume()
+        await hold_until(self.log, self.resume_not_before)
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
     async def _wait(self, poller: SharedPoller) -> WaitEvent:
@@ -304,6 +331,13 @@ class PollingTrigger(BaseTrigger):
         """Airflow 3.3+: the task was killed while deferred; cancel the object when asked to."""
         if not self.cancel_on_kill:
             self.log.info("Task killed; %s left going (cancel_on_kill is off)", self.subject)
+            return
+        if await self._task_still_deferred():
+            self.log.warning(
+                "Airflow called on_kill although the task still waits on this trigger: the trigger was handed to another "
+                "triggerer (apache/airflow#73454); %s is left to it, not cancelled",
+                self.subject,
+            )
             return
         poller = SharedPoller.for_running_loop()
         async with poller.lease():

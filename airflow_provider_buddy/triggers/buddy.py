@@ -11,10 +11,12 @@ from typing import Any, cast
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks.buddy import BuddyHook
+from airflow_provider_buddy.links import HTML_URL_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.buddy import Execution, variables_from
 from airflow_provider_buddy.models.status import StatusGroup
 from airflow_provider_buddy.triggers._base import Poll, PollingTrigger
 from airflow_provider_buddy.triggers._poller import SharedPoller
+from airflow_provider_buddy.utils.arguments import pipeline_ref, positive_int
 from airflow_provider_buddy.utils.buddy_waiting import (
     DEFAULT_LOG_TAIL,
     BuddyWaitEvent,
@@ -82,8 +84,9 @@ class BuddyExecutionTrigger(PollingTrigger):
         super().__init__()  # type: ignore[no-untyped-call]
         self.buddy_conn_id = self.conn_id = buddy_conn_id
         self.project_name = project_name
-        self.pipeline_id = int(pipeline_id)
-        self.execution_id = int(execution_id)
+        # ints, except for a task starting in the triggerer: its templates are rendered into these before run()
+        self.pipeline_id: Any = _int_or_raw(pipeline_id)
+        self.execution_id: Any = _int_or_raw(execution_id)
         self.workspace = workspace
         self.poll_interval = float(poll_interval)
         self.on_approval = ApprovalPolicy.parse(on_approval).value
@@ -99,7 +102,6 @@ class BuddyExecutionTrigger(PollingTrigger):
         self.log_tail = log_tail
         self.approved_action_ids = sorted(approved_action_ids or [])
         self._approved: set[str] = set(self.approved_action_ids)
-        self._key = ("buddy", buddy_conn_id, workspace, project_name, self.pipeline_id, self.execution_id)
         self._last_message = ""
         self._unknown_seen: set[str | None] = set()
 
@@ -135,7 +137,18 @@ class BuddyExecutionTrigger(PollingTrigger):
     @property
     def read_key(self) -> Hashable:
         """The shared-read key of the execution."""
-        return self._key
+        return ("buddy", self.buddy_conn_id, self.workspace, self.project_name, self.pipeline_id, self.execution_id)
+
+    async def prepare(self, poller: SharedPoller) -> None:
+        """The execution id as a number and the pipeline's numeric id (an identifier or name is looked up once)."""
+        self.execution_id = positive_int(self.execution_id, "execution_id")
+        ref = pipeline_ref(self.pipeline_id)
+        if not isinstance(ref, int):
+            hook: BuddyHook = await self.shared_hook(poller)
+            pipeline = await hook.afind_pipeline(self.project_name, ref, workspace=self.workspace)
+            self.log.info("Pipeline %r is pipeline %s (%s)", ref, pipeline.id, pipeline.name)
+            ref = pipeline.id
+        self.pipeline_id = ref
 
     def describe_wait(self) -> str:
         """The line logged when the wait starts."""
@@ -192,7 +205,7 @@ class BuddyExecutionTrigger(PollingTrigger):
             (self.log.info if done else self.log.warning)("%s", note)
             return done
         finally:
-            poller.forget(self._key)
+            poller.forget(self.read_key)
         self.log.info("%s", approval.sent())
         return True
 
@@ -230,6 +243,11 @@ class BuddyExecutionTrigger(PollingTrigger):
         """The wait's summary (what the task returns, or pushes to XCom ``summary``)."""
         return summary_from_event(cast("Any", event))
 
+    def link_xcoms(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The "Buddy execution" link."""
+        url = event.get("html_url")
+        return {HTML_URL_KEY: url, BuddyExecutionLink().xcom_key: url} if url else {}
+
     def object_id(self, event: dict[str, Any]) -> Any:
         """The execution id."""
         return event.get("execution_id")
@@ -243,3 +261,10 @@ class BuddyExecutionTrigger(PollingTrigger):
         payload = event_payload(None, Decision.finish(EventStatus.ERROR, message), execution_id=self.execution_id)
         payload["error_kind"] = kind.value if kind is not None else None
         return payload
+
+
+def _int_or_raw(value: Any) -> Any:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value

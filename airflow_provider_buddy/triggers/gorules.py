@@ -11,8 +11,9 @@ from collections.abc import Hashable
 from typing import Any, cast
 
 from airflow_provider_buddy.exceptions import ErrorKind
-from airflow_provider_buddy.hooks._gorules_api import run_url
+from airflow_provider_buddy.hooks._gorules_api import run_page, run_url
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
+from airflow_provider_buddy.links import RUN_PAGE_KEY, GoRulesRunLink
 from airflow_provider_buddy.models.gorules import Run
 from airflow_provider_buddy.models.status import StatusGroup
 from airflow_provider_buddy.triggers._base import Poll, PollingTrigger
@@ -84,9 +85,9 @@ class GoRulesRunTrigger(PollingTrigger):
         self.resume_not_before = resume_not_before
         self.end_in_triggerer = end_in_triggerer
         self.cancel_comment = cancel_comment
-        self._key = ("gorules", gorules_conn_id, self.project_id, self.run_id)
         self._last_message = ""
         self._url: str | None = None
+        self._page: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath and plain kwargs: the connection id, never a token."""
@@ -114,7 +115,7 @@ class GoRulesRunTrigger(PollingTrigger):
     @property
     def read_key(self) -> Hashable:
         """The shared-read key of the run."""
-        return self._key
+        return ("gorules", self.gorules_conn_id, self.project_id, self.run_id)
 
     def describe_wait(self) -> str:
         """The line logged when the wait starts."""
@@ -127,6 +128,7 @@ class GoRulesRunTrigger(PollingTrigger):
     def _run_url(self, hook: GoRulesHook) -> str:
         if self._url is None:
             self._url = run_url(hook.settings.base_url, self.project_id, self.run_id)
+            self._page = run_page(hook.settings, self.project_id, self.run_id)
         return self._url
 
     async def poll(self, poller: SharedPoller) -> Poll:
@@ -169,6 +171,10 @@ class GoRulesRunTrigger(PollingTrigger):
     def summary(self, event: dict[str, Any]) -> Any:
         """The wait's summary (what the task returns, or pushes to XCom ``summary``)."""
         return run_summary(cast("Any", event))
+
+    def link_xcoms(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The "GoRules run" link."""
+        return {RUN_PAGE_KEY: self._page, GoRulesRunLink().xcom_key: self._page} if self._page else {}
 
     def object_id(self, event: dict[str, Any]) -> Any:
         """The run id."""

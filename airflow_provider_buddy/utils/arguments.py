@@ -48,6 +48,32 @@ def resolved_later(value: Any) -> bool:
     return is_template(value) or _holds_resolvable(value)
 
 
+def _plain_xcom_template(value: Any) -> str | None:
+    if not _resolvable(value):
+        return None
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    # ``task.output`` / a TaskFlow result: Airflow's own template for it, ``{{ task_instance.xcom_pull(...) }}``
+    return str(value) if isinstance(value, PlainXComArg) else None
+
+
+def triggerer_can_resolve(value: Any) -> bool:
+    """
+    True when a trigger Airflow starts itself (``start_from_trigger``) can be given ``value``: the triggerer renders
+    Jinja templates but resolves no XComArg, so a literal, a template or a plain XComArg (``task.output``, a TaskFlow
+    result: passed as the template it stands for, see :func:`for_triggerer`) — not a mapped or zipped XComArg, a
+    ``@dag`` parameter, or one inside a list or dict. Otherwise the task starts on a worker, which resolves it.
+    """
+    return not _holds_resolvable(value) or _plain_xcom_template(value) is not None
+
+
+def for_triggerer(value: Any) -> Any:
+    """``value`` for a trigger Airflow starts itself: a plain XComArg as its template (rendered to text there), anything
+    else as it is."""
+    template = _plain_xcom_template(value)
+    return value if template is None else template
+
+
 def optional(check: Check) -> Check:
     """``check``, letting None through."""
 

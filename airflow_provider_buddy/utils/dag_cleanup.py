@@ -80,9 +80,9 @@ def cancel_runs_left_going(context: Any) -> None:
 
 
 def _records(context: Any, dag_id: str, task_id: str, run_id: str) -> list[RunRecord]:
-    from airflow.sdk import BaseXCom
+    from airflow.providers.common.compat.sdk import XCom  # the configured XCom backend, on Airflow 3.1 to 3.3
 
-    found = BaseXCom.get_all(key=RUN_RECORD_KEY, dag_id=dag_id, task_id=task_id, run_id=run_id)
+    found = XCom.get_all(key=RUN_RECORD_KEY, dag_id=dag_id, task_id=task_id, run_id=run_id)
     return [cast("RunRecord", record) for record in found or [] if isinstance(record, dict) and record.get("id") is not None]
 
 

@@ -5,6 +5,7 @@ that its trigger ended in the triggerer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -33,3 +34,15 @@ def ended_in_triggerer(event: Any) -> bool:
     """True when the task resumed with a task-end event's state instead of an event payload: ``dag.test()`` does
     that for a task its trigger ended in the triggerer (a real deployment never resumes such a task)."""
     return not isinstance(event, dict)
+
+
+async def hold_until(log: Any, resume_not_before: float | None) -> None:
+    """Wait until ``resume_not_before`` (epoch seconds) before an event that resumes a task on a worker."""
+    wait = (resume_not_before or 0.0) - time.time()
+    if wait > 0:
+        log.info(
+            "Holding the result %.1fs, until Airflow has registered this task's deferral (its defer race, "
+            "apache/airflow#67287 and #72716; [buddy] resume_hold_seconds)",
+            wait,
+        )
+        await asyncio.sleep(wait)

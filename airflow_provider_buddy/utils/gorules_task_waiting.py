@@ -16,7 +16,8 @@ from airflow_provider_buddy.exceptions import (
     GoRulesRunFailedError,
     GoRulesWaitTimeoutError,
 )
-from airflow_provider_buddy.hooks._gorules_api import run_url
+from airflow_provider_buddy.hooks._gorules_api import run_page, run_url
+from airflow_provider_buddy.links import GoRulesRunLink
 from airflow_provider_buddy.utils.backoff import look_or_wait_out, wait_in_worker
 from airflow_provider_buddy.utils.deferral import trigger_ending
 from airflow_provider_buddy.utils.gorules_waiting import (
@@ -57,6 +58,10 @@ class GoRulesWaitingMixin:
         def defer(
             self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: timedelta | int | float | None = None
         ) -> NoReturn: ...
+
+    def show_run(self, context: Any, project_id: str, run_id: str) -> None:
+        """Store the task's "GoRules run" link at once, so the UI shows it while the task waits."""
+        GoRulesRunLink.persist(context, run_page(self.hook.settings, project_id, run_id))
 
     def run_url(self, project_id: str, run_id: str) -> str:
         """The run's address under the connection's API root."""

@@ -4,7 +4,7 @@ machinery and is answered over Airflow's REST API, as a person's browser would."
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,8 +13,8 @@ from airflow.sdk import DAG
 from airflow_provider_buddy.operators.approval import BuddyApprovalOperator
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
-from airflow_provider_buddy.testing import BuddyEmulator
-from tests.airflow_support import HitlResponder, run_dag, states, xcom
+from airflow_provider_buddy.testing import BuddyEmulator, Fault
+from tests.airflow_support import HitlResponder, run_dag, serve_hitl_reads_in_dag_test, states, xcom
 from tests.conftest import LogCapture
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "buddy_conn")
@@ -174,3 +174,26 @@ def test_parse_time_checks() -> None:
         BuddyApprovalOperator(task_id="g", project_name="web", pipeline_id=2, execution_id="x")
     with pytest.raises(ValueError, match="project_name must be a non-empty string"):
         BuddyApprovalOperator(task_id="g", project_name="", pipeline_id=2, execution_id=1)
+
+
+def test_a_gate_retried_after_its_answer_applies_the_recorded_answer_without_asking_again(
+    emulator: BuddyEmulator, responder: HitlResponder, logs: LogCapture
+) -> None:
+    """Airflow fails the try after the person answered (its defer race does that to answers given within seconds; here
+    Buddy's answer to the read before applying is lost). The retry applies the answer Airflow recorded, once, from
+    the triggerer: it does not ask again (that would erase the answer and wait for a second one)."""
+    serve_hitl_reads_in_dag_test()
+    dag = gate_dag("deploy-staging")
+    dag.get_task("gate").retry_delay = timedelta(seconds=0)
+
+    def the_try_will_fail_after_the_answer() -> None:
+        emulator.add_fault(Fault(kind="status", status=404, method="GET", path=r"/pipelines/2/executions/\d+$", times=1))
+
+    responder.answer(dag.dag_id, "gate", "Approve", before=the_try_will_fail_after_the_answer)
+    dag_run = run_dag(dag)
+    responder.join()
+    assert states(dag_run) == {"deploy": "success", "gate": "success", "production": "success"}
+    assert dag_run.get_task_instance("gate").try_number == 2 and len(responder.answers) == 1
+    waiting_id = xcom(dag_run, "deploy", "summary")["waiting_action_execution_id"]
+    assert sent(emulator, 2) == [{"operation": "APPLY", "approve_action_id": waiting_id}]
+    assert "applying the answer Airflow recorded for it" in logs.text and "Approved Buddy execution" in logs.text

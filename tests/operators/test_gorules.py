@@ -344,3 +344,24 @@ def test_a_retry_finds_its_run_beyond_the_newest_hundred(brms: Brms, emulator: B
     assert len(emulator.gorules_runs(brms.project_id)) == 111 and len(mine) == 1 and len(brms.deploys()) == 1
     assert states(dag_run) == {"deploy": "success"} and dag_run.get_task_instance("deploy").try_number == 2
     assert xcom(dag_run, "deploy") == mine[0]["id"] and "Re-attaching to GoRules run" in logs.text
+
+
+@pytest.mark.parametrize("template", [None, "https://brms.example.com/p/{project_id}/runs/{run_id}"], ids=["brms-home", "template"])
+def test_the_gorules_run_link(brms: Brms, emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch, template: str | None) -> None:
+    """Deploy, sensor and cancel tasks show a "GoRules run" link: the connection's run_page template, else the BRMS."""
+    from tests.gorules_support import gorules_connection_json
+
+    extra = {"run_page": template} if template else {}
+    monkeypatch.setenv("AIRFLOW_CONN_GORULES_DEFAULT", gorules_connection_json(emulator.url, **extra))
+    with new_dag() as dag:
+        deploy = deploy_op(brms, "dev")
+        GoRulesCancelRunOperator(
+            task_id="cancel", project_id=brms.project_id, run_id="{{ ti.xcom_pull(task_ids='deploy') }}", comment="done"
+        )
+        deploy >> dag.get_task("cancel")
+    dag_run = run_dag(dag)
+    [run] = emulator.gorules_runs(brms.project_id)
+    expected = template.format(project_id=brms.project_id, run_id=run["id"]) if template else emulator.url
+    for task_id in ("deploy", "cancel"):
+        assert xcom(dag_run, task_id, "run_page_url") == expected
+        assert xcom(dag_run, task_id, "_link_GoRulesRunLink") == expected

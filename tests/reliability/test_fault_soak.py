@@ -36,7 +36,7 @@ from airflow.sdk import DAG, task
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
-from airflow_provider_buddy.testing.runs import BUDDY_USER_ID, TOKEN_OWNER_ID
+from airflow_provider_buddy.testing.buddy.runs import BUDDY_USER_ID, TOKEN_OWNER_ID
 from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
 from tests.airflow_support import run_dag, states, xcom
 from tests.reliability.conftest import report, scaled

@@ -49,7 +49,7 @@ from airflow_provider_buddy.operators import gorules as gorules_operators
 from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
 from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
 from airflow_provider_buddy.testing import BuddyEmulator
-from airflow_provider_buddy.testing.gorules_runs import REVIEWER, TOKEN_OWNER
+from airflow_provider_buddy.testing.gorules.runs import REVIEWER, TOKEN_OWNER
 from airflow_provider_buddy.triggers.gorules import GoRulesRunTrigger
 from tests.airflow_support import run_dag, states, xcom
 from tests.conftest import TOKEN, WORKSPACE

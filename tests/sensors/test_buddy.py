@@ -232,3 +232,33 @@ def test_timeout_with_soft_fail_skips_in_deferrable_mode(emulator: BuddyEmulator
     emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", name="Long", actions=LONG)
     dag_run = run_dag(sensor_dag(emulator, 8, True, timeout=1, soft_fail=True))
     assert states(dag_run) == {"start": "success", "wait": "skipped"}
+
+
+def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() -> None:
+    """What the scheduler reads (the serialized DAG) says: start in the triggerer, with the templated arguments kept for
+    the triggerer to render; a sensor given encrypted answers, or waiting in a worker, does not."""
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
+
+    with DAG(dag_id="start_in_triggerer", schedule=None) as dag:
+        BuddyExecutionSensor(
+            task_id="sense", project_name="web", pipeline_id="build", execution_id="{{ ti.xcom_pull('run') }}", deferrable=True
+        )
+        BuddyExecutionSensor(task_id="poke", project_name="web", pipeline_id=1, execution_id=1, deferrable=False)
+        BuddyExecutionSensor(
+            task_id="secret",
+            project_name="web",
+            pipeline_id=1,
+            execution_id=1,
+            deferrable=True,
+            on_approval="approve",
+            approval_variables=[{"key": "K", "value": "s3cr3t-value", "encrypted": True}],
+        )
+    loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    sense = loaded.get_task("sense")
+    assert sense.start_from_trigger is True
+    assert sense.start_trigger_args.trigger_cls == "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger"
+    kwargs = BaseSerialization.deserialize(sense.start_trigger_args.trigger_kwargs)  # as the scheduler decodes them
+    assert kwargs["execution_id"] == "{{ ti.xcom_pull('run') }}" and kwargs["end_in_triggerer"]["returns"] == "summary"
+    assert not loaded.get_task("poke").start_from_trigger and not loaded.get_task("secret").start_from_trigger
+    assert loaded.get_task("secret").start_trigger_args is None  # encrypted answers never go into trigger kwargs

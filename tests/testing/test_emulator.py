@@ -240,3 +240,13 @@ def test_workspace_projects_and_user(emu: BuddyEmulator, api: httpx.Client) -> N
     assert api.get("/workspaces/acme/projects/web").json()["status"] == "ACTIVE"
     assert api.get("/user").json()["id"] == 1
     assert api.get("/workspaces/nope").status_code == 404
+
+
+def test_a_missing_server_package_is_named_with_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the ``emulator`` extra's packages, start() says what to install instead of an ImportError deep inside."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    with pytest.raises(RuntimeError, match=r"not installed \(uvicorn\): pip install 'airflow-provider-buddy\[emulator\]'"):
+        BuddyEmulator().start()

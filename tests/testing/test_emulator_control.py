@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from airflow_provider_buddy.testing import DEMO_SCENARIO, BuddyEmulator, ScenarioError, load_scenario
+from tests.testing.standalone import run_cli
 
 RUNS = "/workspaces/acme/projects/web/pipelines/1/executions"
 
@@ -202,14 +202,8 @@ def test_package_import_is_light() -> None:
     assert output.split() == ["False", "False"]
 
 
-def _run_cli(*args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "airflow_provider_buddy.testing.emulator", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_cli_serves_a_scenario_until_terminated() -> None:
-    process = _run_cli("--port", "0", "--scenario", str(DEMO_SCENARIO), "--speed", "5", "--base-path", "/api")
+    process = run_cli("--port", "0", "--scenario", str(DEMO_SCENARIO), "--speed", "5", "--base-path", "/api")
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -233,7 +227,7 @@ def test_cli_serves_a_scenario_until_terminated() -> None:
 def test_cli_reports_a_bad_scenario(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"projects": [{"name": "x", "pipelines": [{"id": 1}]}]}))
-    process = _run_cli("--port", "0", "--scenario", str(bad))
+    process = run_cli("--port", "0", "--scenario", str(bad))
     out, err = process.communicate(timeout=10)
     assert process.returncode == 2 and "invalid scenario" in err and "identifier" in err
 

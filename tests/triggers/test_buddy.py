@@ -364,6 +364,7 @@ async def raw_event(trig: BuddyExecutionTrigger, timeout: float = 15.0) -> Any:
 @pytest.mark.parametrize(
     ("returns", "push", "expected_keys"),
     [("id", True, {"return_value", "summary"}), ("summary", True, {"return_value"}), ("id", False, {"summary"})],
+    ids=["operator", "sensor", "operator-no-xcom-push"],
 )
 async def test_a_good_end_ends_the_task_in_the_triggerer(
     emulator: BuddyEmulator, returns: str, push: bool, expected_keys: set[str]
@@ -374,7 +375,7 @@ async def test_a_good_end_ends_the_task_in_the_triggerer(
     run = emulator.start_execution("web", 1)
     event = await raw_event(trigger(run["id"], end_in_triggerer={"returns": returns, "push_return_value": push}))
     assert isinstance(event, TaskSuccessEvent)
-    assert set(event.xcoms or {}) == expected_keys
+    assert set(event.xcoms or {}) == expected_keys | {"html_url", "_link_BuddyExecutionLink"}  # and the link
     summary = (event.xcoms or {}).get("summary") or (event.xcoms or {}).get("return_value")
     assert summary["execution_id"] == run["id"] and summary["status"] == "SUCCESSFUL"
     assert summary["outputted_variables"] == {"VERSION": "1.2.3"}
@@ -408,3 +409,35 @@ def test_how_the_wait_ends_survives_serialization() -> None:
     _, kwargs = trigger(7, end_in_triggerer=end, resume_not_before=123.5).serialize()
     rebuilt = BuddyExecutionTrigger(**kwargs)
     assert rebuilt.end_in_triggerer == end and rebuilt.resume_not_before == 123.5
+
+
+async def test_a_task_started_in_the_triggerer_hands_unrendered_arguments_that_run_resolves(emulator: BuddyEmulator) -> None:
+    """start_from_trigger: Airflow builds the trigger from the sensor's unrendered kwargs, renders the templated ones
+    into it, then runs it. run() resolves them (a pipeline identifier looked up once) and ends the task there, with
+    the link the task never stored itself."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
+
+    run = emulator.start_execution("web", 1)
+    sensor = BuddyExecutionSensor(
+        task_id="s", project_name="web", pipeline_id="{{ params.pipeline }}", execution_id="{{ ti.xcom_pull('r') }}", deferrable=True
+    )
+    assert sensor.start_from_trigger is True
+    args = sensor.start_trigger_args
+    assert args.next_method == "execute_complete" and args.trigger_kwargs["end_in_triggerer"]["returns"] == "summary"
+    trig = BuddyExecutionTrigger(**{**args.trigger_kwargs, "poll_interval": 0.05})
+    trig.pipeline_id, trig.execution_id = "build", str(run["id"])  # what Airflow renders into it in the triggerer
+    event = await raw_event(trig)
+    assert isinstance(event, TaskSuccessEvent)
+    xcoms = event.xcoms or {}
+    assert xcoms["return_value"]["execution_id"] == run["id"] and xcoms["return_value"]["status"] == "SUCCESSFUL"
+    assert xcoms["html_url"] == run["html_url"] == xcoms["_link_BuddyExecutionLink"]
+
+
+async def test_a_rendered_argument_that_is_wrong_ends_with_an_error_naming_it(emulator: BuddyEmulator) -> None:
+    trig = trigger(1)
+    trig.execution_id = "not a number"
+    event = await first_event(trig)
+    assert event["status"] == "error" and event["error_kind"] == "configuration"
+    assert "execution_id must be a positive whole number" in event["message"]

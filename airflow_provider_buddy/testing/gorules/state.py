@@ -1,7 +1,7 @@
-"""The emulated GoRules BRMS: projects, environments, releases and runs, beside the Buddy workspace.
+"""The emulated GoRules BRMS: projects, environments, releases and runs, behind the emulator's shared lock.
 
-It shares the Buddy emulator's lock, clock and token (one server, one token), and is reached through
-:func:`gorules_state` so the Buddy state needs no knowledge of it.
+It shares the emulator's lock, clock and token (one server, one token) through :class:`Core`, and knows
+nothing of the Buddy side.
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 import random
 import uuid
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_buddy.testing.gorules_runs import (
-    DEPLOY_ANSWERS,
+from airflow_provider_buddy.testing._core import ApiError, Core, page_of
+from airflow_provider_buddy.testing.gorules.runs import (
     REVIEWER,
     RUN_FINISHED,
     TOKEN_OWNER,
@@ -24,29 +23,16 @@ from airflow_provider_buddy.testing.gorules_runs import (
     Release,
     Run,
     cancel,
-    new_id,
     review,
-    run_view,
     settle,
 )
-from airflow_provider_buddy.testing.runs import ApiError
-from airflow_provider_buddy.testing.state import EmulatorState
-
-_STATES: weakref.WeakKeyDictionary[EmulatorState, GoRulesState] = weakref.WeakKeyDictionary()
-
-
-def gorules_state(state: EmulatorState) -> GoRulesState:
-    """The GoRules side of an emulator (created on first use)."""
-    with state.lock:
-        found = _STATES.get(state)
-        if found is None:
-            found = _STATES[state] = GoRulesState(state)
-        return found
+from airflow_provider_buddy.testing.gorules.specs import GoRulesProjectSpec, GoRulesSettings, ReleaseSpec
+from airflow_provider_buddy.testing.gorules.views import run_view
 
 
 def _paginate(items: Sequence[Any], page: int, per_page: int) -> tuple[list[Any], dict[str, Any]]:
+    chunk = page_of(items, page, per_page)
     start = (page - 1) * per_page
-    chunk = list(items[start : start + per_page])
     total = len(items)
     info = {
         "current": page,
@@ -59,31 +45,16 @@ def _paginate(items: Sequence[Any], page: int, per_page: int) -> tuple[list[Any]
     return chunk, info
 
 
-def _environment(data: Mapping[str, Any] | str, index: int, make_id: Callable[[], str]) -> Environment:
-    if isinstance(data, str):
-        data = {"key": data}
-    key = str(data.get("key") or f"env{index + 1}")
-    return Environment(
-        id=str(data.get("id") or make_id()),
-        key=key,
-        name=str(data.get("name") or key.capitalize()),
-        review=bool(data.get("review", False)),
-        duration=float(data.get("duration", 1.0)),
-        fails=bool(data.get("fails", False)),
-        error=str(data.get("error") or Environment.error),
-    )
-
-
 class GoRulesState:
     """
-    Everything the GoRules side knows; every public method takes the shared lock.
+    Everything the emulated BRMS knows; every public method takes the shared lock.
 
-    :param base: the Buddy emulator's state (its lock, clock and token are shared).
+    :param core: the emulator's shared lock, clock and token.
     """
 
-    def __init__(self, base: EmulatorState) -> None:
-        self.base = base
-        self.lock = base.lock
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.lock = core.lock
         self._projects: dict[str, Project] = {}
         self._ids: random.Random | None = None
 
@@ -94,67 +65,83 @@ class GoRulesState:
             self._ids = None if seed is None else random.Random(f"gorules-ids:{seed}")
 
     def new_id(self) -> str:
-        """A fresh uuid (from the seeded generator when :meth:`seed_ids` set one)."""
+        """A fresh uuid, as the BRMS uses for every id (from the seeded generator when :meth:`seed_ids` set one)."""
         with self.lock:
             if self._ids is None:
-                return new_id()
+                return str(uuid.uuid4())
             return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
     @property
     def token(self) -> str:
         """The only accepted token (the emulator's)."""
-        return self.base.token
+        return self.core.token
 
     def now(self) -> float:
         """The emulated time."""
-        return self.base.clock.now()
+        return self.core.now()
 
     # --- set-up -----------------------------------------------------------------------------------
-    def add_project(
-        self,
-        name: str,
-        environments: Sequence[Mapping[str, Any] | str],
-        *,
-        project_id: str | None = None,
-        deploy_answer: str = "run",
-        comment_visible: bool = True,
-    ) -> dict[str, Any]:
-        """Create (or replace) a project; returns ``{"id", "name", "environments": {key: id}}``."""
-        if deploy_answer not in DEPLOY_ANSWERS:
-            raise ValueError(f"deploy_answer must be one of {', '.join(DEPLOY_ANSWERS)}, got {deploy_answer!r}")
-        envs = [_environment(item, index, self.new_id) for index, item in enumerate(environments)]
-        if len({env.key for env in envs}) != len(envs):
-            raise ValueError("environment keys must be unique within a project")
+    def add_project(self, spec: GoRulesProjectSpec) -> dict[str, Any]:
+        """Create (or replace) a project with its releases; returns ``{"id", "name", "environments": {key: id}}``."""
         with self.lock:
+            envs = [Environment(id=env.id or self.new_id(), **env.model_dump(exclude={"id"})) for env in spec.environments]
             project = Project(
-                id=project_id or self.new_id(),
-                name=name,
+                id=spec.id or self.new_id(),
+                name=spec.name,
                 environments={env.id: env for env in envs},
-                deploy_answer=deploy_answer,
-                comment_visible=comment_visible,
+                deploy_answer=spec.deploy_answer,
+                comment_visible=spec.comment_visible,
                 created=self.now(),
             )
             self._projects[project.id] = project
-            return {"id": project.id, "name": name, "environments": {env.key: env.id for env in envs}}
+            for release in spec.releases:
+                self._add_release(project, release)
+            return {"id": project.id, "name": project.name, "environments": {env.key: env.id for env in envs}}
 
-    def add_release(self, project_id: str, name: str, version: str, *, release_id: str | None = None, description: str = "") -> str:
+    def load(self, projects: Sequence[GoRulesProjectSpec]) -> None:
+        """Add a scenario's projects."""
+        with self.lock:
+            for spec in projects:
+                self.add_project(spec)
+
+    def add_release(self, project_id: str, spec: ReleaseSpec) -> str:
         """Create a published release; returns its id."""
         with self.lock:
-            project = self._project(project_id)
-            release = Release(id=release_id or self.new_id(), name=name, version=version, description=description, created=self.now())
-            project.releases[release.id] = release
-            return release.id
+            return self._add_release(self._project(project_id), spec)
 
-    def configure(self, project_id: str, *, deploy_answer: str | None = None, comment_visible: bool | None = None) -> None:
+    def _add_release(self, project: Project, spec: ReleaseSpec) -> str:
+        release = Release(
+            id=spec.id or self.new_id(), name=spec.name, version=spec.version, description=spec.description, created=self.now()
+        )
+        project.releases[release.id] = release
+        return release.id
+
+    def configure(self, project_id: str, settings: GoRulesSettings) -> None:
         """Change how a project's deploy call behaves."""
         with self.lock:
             project = self._project(project_id)
-            if deploy_answer is not None:
-                if deploy_answer not in DEPLOY_ANSWERS:
-                    raise ValueError(f"deploy_answer must be one of {', '.join(DEPLOY_ANSWERS)}, got {deploy_answer!r}")
-                project.deploy_answer = deploy_answer
-            if comment_visible is not None:
-                project.comment_visible = comment_visible
+            if settings.deploy_answer is not None:
+                project.deploy_answer = settings.deploy_answer
+            if settings.comment_visible is not None:
+                project.comment_visible = settings.comment_visible
+
+    def describe(self, project_id: str) -> dict[str, Any]:
+        """A project's set-up: ids of its environments and releases, and its settings."""
+        with self.lock:
+            project = self._project(project_id)
+            return {
+                "id": project.id,
+                "name": project.name,
+                "environments": [{"key": e.key, "id": e.id, "name": e.name, "review": e.review} for e in project.environments.values()],
+                "releases": [r.ref() for r in project.releases.values()],
+                "deploy_answer": project.deploy_answer,
+                "comment_visible": project.comment_visible,
+            }
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        """Every project's set-up (:meth:`describe`), oldest first."""
+        with self.lock:
+            return [self.describe(project_id) for project_id in self._projects]
 
     # --- lookups -----------------------------------------------------------------------------------
     def _project(self, project_id: str) -> Project:

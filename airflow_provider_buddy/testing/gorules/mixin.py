@@ -15,25 +15,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_buddy.testing.gorules_state import GoRulesState, gorules_state
-from airflow_provider_buddy.testing.state import EmulatorState
-
-DEFAULT_ENVIRONMENTS: tuple[Mapping[str, Any], ...] = (
-    {"key": "dev", "name": "Development"},
-    {"key": "staging", "name": "Staging", "review": True},
-    {"key": "production", "name": "Production", "review": True},
+from airflow_provider_buddy.testing._specs import validate
+from airflow_provider_buddy.testing.gorules.specs import (
+    DEFAULT_ENVIRONMENTS,
+    GoRulesProjectSpec,
+    GoRulesSettings,
+    ReleaseSpec,
 )
+from airflow_provider_buddy.testing.gorules.state import GoRulesState
 
 
 class GoRulesEmulatorMixin:
     """GoRules BRMS projects, releases and runs on the emulator (its clock, lock and token are shared)."""
 
-    _state: EmulatorState
+    _gorules: GoRulesState
 
     @property
     def gorules(self) -> GoRulesState:
         """The emulated BRMS's state (for advanced use; the methods below cover the usual needs)."""
-        return gorules_state(self._state)
+        return self._gorules
 
     def add_gorules_project(
         self,
@@ -45,7 +45,7 @@ class GoRulesEmulatorMixin:
         comment_visible: bool = True,
     ) -> dict[str, Any]:
         """
-        Create a BRMS project.
+        Create a BRMS project (as a scenario's ``gorules.projects`` entry does).
 
         :param name: the project's name.
         :param environments: its environments, in workflow order: a key, or ``{"key", "name", "review",
@@ -55,10 +55,16 @@ class GoRulesEmulatorMixin:
         :param deploy_answer: what the deploy call answers: ``run``, ``id`` (``{"id"}``) or ``empty`` (``{}``).
         :param comment_visible: whether a deploy comment shows in the job's ``data``.
         :returns: ``{"id", "name", "environments": {key: environment_id}}``.
+        :raises ScenarioError: (a ValueError) when the definition is invalid.
         """
-        return self.gorules.add_project(
-            name, environments, project_id=project_id, deploy_answer=deploy_answer, comment_visible=comment_visible
-        )
+        data = {
+            "name": name,
+            "id": project_id,
+            "environments": list(environments),
+            "deploy_answer": deploy_answer,
+            "comment_visible": comment_visible,
+        }
+        return self._gorules.add_project(validate(GoRulesProjectSpec, data, "GoRules project"))
 
     def seed_gorules_ids(self, seed: int | str | None) -> None:
         """
@@ -68,29 +74,36 @@ class GoRulesEmulatorMixin:
         The same calls in the same order then give the same ids, so anything keyed by a request's path
         (a seeded fault schedule, recorded requests) is the same in every run.
         """
-        self.gorules.seed_ids(seed)
+        self._gorules.seed_ids(seed)
 
     def add_release(self, project_id: str, name: str, version: str, *, release_id: str | None = None, description: str = "") -> str:
         """Create a published release in a BRMS project; returns its id."""
-        return self.gorules.add_release(project_id, name, version, release_id=release_id, description=description)
+        data = {"name": name, "version": version, "id": release_id, "description": description}
+        return self._gorules.add_release(project_id, validate(ReleaseSpec, data, "release"))
 
     def configure_gorules_project(self, project_id: str, *, deploy_answer: str | None = None, comment_visible: bool | None = None) -> None:
         """Change what the project's deploy call answers, or whether it shows the deploy comment."""
-        self.gorules.configure(project_id, deploy_answer=deploy_answer, comment_visible=comment_visible)
+        data = {"deploy_answer": deploy_answer, "comment_visible": comment_visible}
+        self._gorules.configure(project_id, validate(GoRulesSettings, data, "GoRules project settings"))
+
+    def gorules_projects(self) -> list[dict[str, Any]]:
+        """Every BRMS project's set-up: ``{"id", "name", "environments": [{"key", "id", "name", "review"}],
+        "releases": [{"id", "name", "version"}], "deploy_answer", "comment_visible"}``."""
+        return self._gorules.describe_all()
 
     def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
         """The project's runs as the API shows them, newest first."""
-        return self.gorules.all_runs(project_id)
+        return self._gorules.all_runs(project_id)
 
     def gorules_run(self, project_id: str, run_id: str) -> dict[str, Any]:
         """One run as the API shows it."""
-        return self.gorules.run_view(project_id, run_id)
+        return self._gorules.run_view(project_id, run_id)
 
     def start_gorules_run(
         self, project_id: str, release_id: str, environments: Sequence[str], comment: str | None = None
     ) -> dict[str, Any]:
         """Start a workflow run over ``environments`` (keys or ids, in order), as someone in the BRMS UI would."""
-        return self.gorules.start_run(project_id, release_id, environments, comment)
+        return self._gorules.start_run(project_id, release_id, environments, comment)
 
     def review_in_gorules(
         self, project_id: str, run_id: str, environment_key: str, approve: bool = True, comment: str | None = None
@@ -100,8 +113,8 @@ class GoRulesEmulatorMixin:
 
         :raises ApiError: when that job is not waiting for a review.
         """
-        return self.gorules.review(project_id, run_id, environment_key, approve=approve, comment=comment)
+        return self._gorules.review(project_id, run_id, environment_key, approve=approve, comment=comment)
 
     def gorules_deployed(self, project_id: str) -> dict[str, str]:
         """What each environment (by key) runs now: ``{key: release_id}``."""
-        return self.gorules.deployed(project_id)
+        return self._gorules.deployed(project_id)

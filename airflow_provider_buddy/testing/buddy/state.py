@@ -1,78 +1,30 @@
-"""The emulated workspace: projects, pipelines and executions behind one lock, on an emulated clock."""
+"""The emulated Buddy.Works workspace: projects, pipelines and executions, behind the emulator's shared lock."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import math
-import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_buddy.testing import runs
-from airflow_provider_buddy.testing.runs import (
-    BUDDY_USER_ID,
-    TOKEN_OWNER_ID,
-    WAITING,
-    ActionRun,
-    ApiError,
-    Execution,
-)
-from airflow_provider_buddy.testing.scenario import PipelineSpec, Scenario, VariableSpec
-from airflow_provider_buddy.testing.views import (
+from airflow_provider_buddy.testing._core import ApiError, Core, page_of
+from airflow_provider_buddy.testing.buddy import runs
+from airflow_provider_buddy.testing.buddy.options import parse_run_options, parse_variables
+from airflow_provider_buddy.testing.buddy.runs import BUDDY_USER_ID, TOKEN_OWNER_ID, ActionRun, Execution
+from airflow_provider_buddy.testing.buddy.specs import PipelineSpec, ProjectSpec, VariableSpec
+from airflow_provider_buddy.testing.buddy.views import (
     Site,
     action_execution_view,
     execution_view,
-    iso,
+    log_lines,
     member,
     pipeline_view,
 )
+from airflow_provider_buddy.testing.clock import iso
 
 ALL_SCOPES = frozenset({"WORKSPACE", "EXECUTION_INFO", "EXECUTION_RUN", "EXECUTION_MANAGE"})
 MAX_LOG_LIMIT = 1000
-
-
-class Clock:
-    """
-    The emulated clock: starts at the real time and runs ``speed`` emulated seconds per real second.
-
-    :param speed: emulated seconds per real second (0 freezes it; only :meth:`advance` moves it then).
-    """
-
-    def __init__(self, speed: float = 1.0) -> None:
-        if speed < 0:
-            raise ValueError("speed must not be negative")
-        self._speed = speed
-        self._origin = time.time()
-        self._monotonic = time.monotonic()
-        self._offset = 0.0
-
-    @property
-    def speed(self) -> float:
-        """Emulated seconds per real second."""
-        return self._speed
-
-    @speed.setter
-    def speed(self, value: float) -> None:
-        """Run at ``value`` from now on (0 pauses the clock); the emulated time so far is kept."""
-        if value < 0:
-            raise ValueError("speed must not be negative")
-        self._origin = self.now()
-        self._monotonic = time.monotonic()
-        self._offset = 0.0
-        self._speed = value
-
-    def now(self) -> float:
-        """The emulated time, in Unix seconds."""
-        return self._origin + (time.monotonic() - self._monotonic) * self._speed + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        self._offset += seconds
 
 
 @dataclass
@@ -82,44 +34,21 @@ class _Project:
     pipelines: dict[int, PipelineSpec] = field(default_factory=dict)
 
 
-def _page(items: Sequence[Any], page: int, per_page: int) -> list[Any]:
-    start = (page - 1) * per_page
-    return list(items[start : start + per_page])
-
-
-def _log_lines(run: ActionRun, now: float) -> list[str]:
-    lines = run.spec.log_lines()
-    if run.status in ("INITIAL", "NOT_EXECUTED", "SKIPPED") or run.start is None:
-        return []
-    if run.status == "SUCCESSFUL" or run.status in WAITING:
-        return lines
-    if run.status == "FAILED":
-        return [*lines, f"ERROR: {run.error_message}"]
-    end = now if run.status == "INPROGRESS" else (run.finish or now)
-    fraction = 1.0 if run.spec.duration <= 0 else (end - run.start) / run.spec.duration
-    shown = lines[: int(len(lines) * max(0.0, min(1.0, fraction)))]
-    if run.status == "TERMINATED":
-        shown.append("Execution terminated")
-    return shown
-
-
-class EmulatorState:
+class BuddyState:
     """
-    Everything the emulator knows; every public method takes the lock.
+    Everything the emulated workspace knows; every public method takes the shared lock.
 
+    :param core: the emulator's shared lock, clock, token and API URL.
     :param workspace: the workspace's name.
-    :param token: the only accepted token.
-    :param speed: emulated seconds per real second.
     """
 
-    def __init__(self, workspace: str, token: str, speed: float = 1.0) -> None:
-        self.lock = threading.RLock()
-        self.clock = Clock(speed)
+    def __init__(self, core: Core, workspace: str) -> None:
+        self.core = core
+        self.lock = core.lock
+        self.clock = core.clock
         self.workspace = workspace
-        self.token = token
         self.api_disabled = False
         self.scopes: set[str] = set(ALL_SCOPES)
-        self.api_base = ""
         self.created = self.clock.now()
         self._projects: dict[str, _Project] = {}
         self._executions: dict[tuple[str, int], list[Execution]] = {}
@@ -133,7 +62,7 @@ class EmulatorState:
     @property
     def site(self) -> Site:
         """URLs of the emulated workspace."""
-        return Site(self.api_base, self.workspace)
+        return Site(self.core.api_base, self.workspace)
 
     def add_project(self, name: str, display_name: str = "") -> None:
         """Create a project (no-op when it exists)."""
@@ -147,20 +76,14 @@ class EmulatorState:
             self.add_project(project)
             self._projects[project].pipelines[pipeline.id] = pipeline
 
-    def load(self, scenario: Scenario) -> None:
-        """Add a scenario's projects and pipelines and adopt its workspace and token."""
+    def load(self, workspace: str, projects: list[ProjectSpec]) -> None:
+        """Adopt a scenario's workspace and add its projects and pipelines."""
         with self.lock:
-            self.workspace = scenario.workspace
-            self.token = scenario.token
-            for project in scenario.projects:
+            self.workspace = workspace
+            for project in projects:
                 self.add_project(project.name, project.display_name)
                 for pipeline in project.pipelines:
                     self.add_pipeline(project.name, pipeline)
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulated clock forward."""
-        with self.lock:
-            self.clock.advance(seconds)
 
     # --- lookups --------------------------------------------------------------------------------------
 
@@ -226,7 +149,7 @@ class EmulatorState:
     def workspaces_view(self) -> dict[str, Any]:
         """``GET /workspaces``."""
         with self.lock:
-            return {"url": f"{self.api_base}/workspaces", "workspaces": [self._workspace_short()]}
+            return {"url": f"{self.core.api_base}/workspaces", "workspaces": [self._workspace_short()]}
 
     def _workspace_short(self) -> dict[str, Any]:
         return {
@@ -284,7 +207,7 @@ class EmulatorState:
         """``GET .../pipelines?page=&per_page=``."""
         with self.lock:
             found = self._project(workspace, project)
-            pipelines = _page(list(found.pipelines.values()), page, per_page)
+            pipelines = page_of(list(found.pipelines.values()), page, per_page)
             return {
                 "url": self.site.api(f"/projects/{project}/pipelines"),
                 "html_url": self.site.html(f"/{project}/pipelines"),
@@ -330,7 +253,7 @@ class EmulatorState:
             if pipeline.disabled:
                 reason = f": {pipeline.disabled_reason}" if pipeline.disabled_reason else ""
                 raise ApiError(400, f"Pipeline is disabled{reason}")
-            options = runs.parse_run_options(body, pipeline)
+            options = parse_run_options(body, pipeline)
             now = self.clock.now()
             selected = [a for a in pipeline.actions if options.actions_to_run is None or a.id in options.actions_to_run]
             action_runs = [ActionRun(spec, self._object_id(now)) for spec in selected]
@@ -355,21 +278,26 @@ class EmulatorState:
             runs.settle(execution, now)
             return self._view(execution)
 
+    def start_in_buddy(self, project: str, pipeline_id: int | str, body: Any) -> dict[str, Any]:
+        """A person starts a run in Buddy's UI (``triggered_on`` "CLICK"); ``body`` as the API's run body."""
+        return self.run(self.workspace, project, pipeline_id, body, triggered_on="CLICK", creator_id=BUDDY_USER_ID)
+
     def executions_view(self, workspace: str, project: str, pipeline_id: int | str, page: int, per_page: int) -> dict[str, Any]:
         """``GET .../executions?page=&per_page=``, newest first."""
         with self.lock:
             pipeline = self._pipeline(workspace, project, pipeline_id)
             newest_first = list(reversed(self._runs(project, pipeline.id)))
             total = len(newest_first)
+            shown = page_of(newest_first, page, per_page)
             return {
                 "url": self.site.api(f"/projects/{project}/pipelines/{pipeline.id}/executions"),
                 "html_url": self.site.html(f"/{project}/pipelines/pipeline/{pipeline.id}/executions"),
                 "page": page,
                 "page_size": per_page,
                 "total_page_count": math.ceil(total / per_page),
-                "element_count": len(_page(newest_first, page, per_page)),
+                "element_count": len(shown),
                 "total_element_count": total,
-                "executions": [self._view(e) for e in _page(newest_first, page, per_page)],
+                "executions": [self._view(e) for e in shown],
             }
 
     def all_executions(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
@@ -409,7 +337,7 @@ class EmulatorState:
             elif operation == "RUN_DELAYED":
                 runs.run_delayed(execution, now)
             else:
-                variables = runs.parse_variables(body.get("variables"))
+                variables = parse_variables(body.get("variables"))
                 if operation == "APPLY_VARIABLES" and not variables:
                     raise ApiError(400, "variables are required for APPLY_VARIABLES")
                 approve_id = body.get("approve_action_id")
@@ -448,7 +376,7 @@ class EmulatorState:
         with self.lock:
             execution = self._execution(workspace, project, pipeline_id, execution_id)
             run = self._action_run(execution, action_execution_id)
-            lines = _log_lines(run, self.clock.now())
+            lines = log_lines(run, self.clock.now())
             chunk = lines[offset : offset + limit]
             return {
                 "offset": offset,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import string
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_buddy.testing.runs import BUDDY_USER_ID, ActionRun, Execution
-from airflow_provider_buddy.testing.scenario import ActionSpec, PipelineSpec, VariableSpec
+from airflow_provider_buddy.testing.buddy.runs import BUDDY_USER_ID, WAITING, ActionRun, Execution
+from airflow_provider_buddy.testing.buddy.specs import ActionSpec, PipelineSpec, VariableSpec
+from airflow_provider_buddy.testing.clock import iso
 
 HTML_BASE = "https://app.buddy.works"
 MASK = "***"
@@ -38,14 +38,6 @@ class Site:
     def html(self, path: str) -> str:
         """The web URL of a path under the workspace."""
         return f"{HTML_BASE}/{self.workspace}{path}"
-
-
-def iso(moment: float | None) -> str | None:
-    """Format Unix seconds like Buddy does (``2025-10-08T07:01:42.029Z``), None stays None."""
-    if moment is None:
-        return None
-    value = datetime.fromtimestamp(moment, tz=timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def member(site: Site, member_id: int) -> dict[str, Any]:
@@ -279,3 +271,20 @@ def execution_view(site: Site, execution: Execution, now: float, last: Execution
     view["variables"] = [variable_view(v) for v in options.variables]
     view["action_executions"] = [action_execution_view(site, execution, run, now) for run in execution.actions]
     return view
+
+
+def log_lines(run: ActionRun, now: float) -> list[str]:
+    """The action execution's log so far: its lines in proportion to its progress, then how it ended."""
+    lines = run.spec.log_lines()
+    if run.status in ("INITIAL", "NOT_EXECUTED", "SKIPPED") or run.start is None:
+        return []
+    if run.status == "SUCCESSFUL" or run.status in WAITING:
+        return lines
+    if run.status == "FAILED":
+        return [*lines, f"ERROR: {run.error_message}"]
+    end = now if run.status == "INPROGRESS" else (run.finish or now)
+    fraction = 1.0 if run.spec.duration <= 0 else (end - run.start) / run.spec.duration
+    shown = lines[: int(len(lines) * max(0.0, min(1.0, fraction)))]
+    if run.status == "TERMINATED":
+        shown.append("Execution terminated")
+    return shown

@@ -14,14 +14,13 @@ project says otherwise.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
+
+from airflow_provider_buddy.testing.clock import iso
 
 RUN_FINISHED = frozenset({"completed", "failure", "cancelled"})
 JOB_FINISHED = frozenset({"completed", "failure", "cancelled", "rejected"})
-DEPLOY_ANSWERS = ("run", "id", "empty")
 
 TOKEN_OWNER: dict[str, Any] = {
     "id": "00000000-0000-4000-8000-000000000001",
@@ -37,19 +36,6 @@ REVIEWER: dict[str, Any] = {
     "lastName": "Reviewer",
 }
 """The person using the BRMS UI: reviews jobs, starts runs from the UI."""
-
-
-def new_id() -> str:
-    """A fresh uuid, as the BRMS uses for every id."""
-    return str(uuid.uuid4())
-
-
-def iso(moment: float | None) -> str | None:
-    """Unix seconds as an ISO 8601 UTC timestamp with milliseconds (None stays None)."""
-    if moment is None:
-        return None
-    value = datetime.fromtimestamp(moment, tz=timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 @dataclass
@@ -69,10 +55,10 @@ class Environment:
     id: str
     key: str
     name: str
-    review: bool = False
-    duration: float = 1.0
-    fails: bool = False
-    error: str = "Deployment failed: the environment rejected the release"
+    review: bool
+    duration: float
+    fails: bool
+    error: str
 
     def view(self) -> dict[str, Any]:
         """``{id, name, key}`` as a job shows it."""
@@ -263,47 +249,3 @@ def cancel(run: Run, now: float, comment: str, by: dict[str, Any]) -> None:
     for job in run.jobs:
         if job.status not in JOB_FINISHED:
             job.status, job.finished, job.event = "cancelled", now, "cancelled"
-
-
-def job_view(project: Project, run: Run, job: Job) -> dict[str, Any]:
-    """A job, shaped like the documented example (seed 003)."""
-    previous = job.previous_release
-    return {
-        "id": job.id,
-        "status": job.status,
-        "order": job.order,
-        "environmentId": job.environment.id,
-        "projectId": project.id,
-        "deploymentWorkflowRunId": run.id,
-        "createdAt": iso(job.created),
-        "environment": job.environment.view(),
-        "reviewedAt": iso(job.reviewed_at),
-        "reviewedBy": job.reviewed_by,
-        "reviewedComment": job.reviewed_comment,
-        "reviewedConclusion": job.reviewed_conclusion,
-        "previousRelease": previous.ref() if previous is not None else None,
-        "previousReleaseId": previous.id if previous is not None else None,
-        "event": job.event,
-        "data": job.data,
-    }
-
-
-def run_view(project: Project, run: Run) -> dict[str, Any]:
-    """A run, shaped like the documented example (seed 003)."""
-    return {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "releaseId": run.release.id,
-        "projectId": project.id,
-        "createdById": run.created_by["id"],
-        "createdAt": iso(run.created),
-        "runVersion": "release",
-        "release": run.release.ref(),
-        "createdBy": run.created_by,
-        "completedAt": iso(run.completed),
-        "cancelledById": run.cancelled_by["id"] if run.cancelled_by else None,
-        "cancelledBy": run.cancelled_by,
-        "cancelledComment": run.cancelled_comment,
-        "jobs": [job_view(project, run, job) for job in sorted(run.jobs, key=lambda j: j.order)],
-    }
