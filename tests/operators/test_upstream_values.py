@@ -422,7 +422,7 @@ def test_wrong_values_from_upstream_fail_naming_the_parameter_before_anything_is
                 "workspace must be a non-empty string, got '  '",
             ),
             (
-                BuddyApprovalOperator(task_id="gate_execution_id", execution_id=d, **web),
+                BuddyApprovalOperator(task_id="gate_execution_id", execution_id=d, retries=0, **web),
                 "execution_id must be a positive whole number, got {'id': 5}",
             ),
             (GoRulesRunSensor(task_id="rules_run_id", run_id=d, **rules), "run_id must be a non-empty string, got {'id': 5}"),
