@@ -456,8 +456,9 @@ def test_wrong_values_from_upstream_fail_naming_the_parameter_before_anything_is
 def test_sensors_given_output_start_in_the_triggerer_with_the_template_it_stands_for() -> None:
     """
     start_from_trigger (Airflow 3.2+): the triggerer renders templates but resolves no XComArg, so ``.output`` goes
-    into the trigger as Airflow's own template for it, as the scheduler reads it from the serialized DAG. A value the
-    triggerer cannot resolve (a mapped XComArg) makes the sensor start on a worker instead, which resolves it.
+    into the trigger as the template that pulls its XCom (one map index: all the triggerer serves), as the scheduler
+    reads it from the serialized DAG. A value the triggerer cannot resolve (a mapped XComArg, an ``xcom_pull`` of every
+    map index) makes the sensor start on a worker instead, which resolves it.
     """
     from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
 
@@ -474,6 +475,7 @@ def test_sensors_given_output_start_in_the_triggerer_with_the_template_it_stands
         BuddyExecutionSensor(
             task_id="mapped", project_name="web", pipeline_id=1, execution_id=run.output.map(lambda value: value), deferrable=True
         )
+        BuddyExecutionSensor(task_id="pulls", project_name="web", pipeline_id=1, execution_id="{{ ti.xcom_pull('run') }}", deferrable=True)
     loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag))
 
     def kwargs(task_id: str) -> dict[str, Any]:
@@ -481,9 +483,10 @@ def test_sensors_given_output_start_in_the_triggerer_with_the_template_it_stands
         assert task.start_from_trigger is True
         return dict(BaseSerialization.deserialize(task.start_trigger_args.trigger_kwargs))
 
-    pull = "{{{{ task_instance.xcom_pull(task_ids='{}', dag_id='" + dag.dag_id + "', key='return_value') }}}}"
+    pull = "{{{{ task_instance.xcom_pull(task_ids='{}', dag_id='" + dag.dag_id + "', key='return_value', map_indexes=-1) }}}}"
     sense = kwargs("sense")
     assert sense["execution_id"] == pull.format("run") and sense["pipeline_id"] == pull.format("pipeline")
     assert kwargs("rollout")["run_id"] == pull.format("deploy")
     assert dag.get_task("sense").upstream_task_ids == {"run", "pipeline"} and dag.get_task("rollout").upstream_task_ids == {"deploy"}
     assert not loaded.get_task("mapped").start_from_trigger and dag.get_task("mapped").upstream_task_ids == {"run"}
+    assert not loaded.get_task("pulls").start_from_trigger  # xcom_pull of every map index: the triggerer refuses it

@@ -242,8 +242,10 @@ def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() 
 
     with DAG(dag_id="start_in_triggerer", schedule=None) as dag:
         BuddyExecutionSensor(
-            task_id="sense", project_name="web", pipeline_id="build", execution_id="{{ ti.xcom_pull('run') }}", deferrable=True
+            task_id="sense", project_name="web", pipeline_id="build", execution_id="{{ params.execution_id }}", deferrable=True
         )
+        # xcom_pull without map_indexes asks for every map index, which the triggerer refuses: that one starts on a worker
+        BuddyExecutionSensor(task_id="pulls", project_name="web", pipeline_id=1, execution_id="{{ ti.xcom_pull('run') }}", deferrable=True)
         BuddyExecutionSensor(task_id="poke", project_name="web", pipeline_id=1, execution_id=1, deferrable=False)
         BuddyExecutionSensor(
             task_id="secret",
@@ -259,6 +261,7 @@ def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() 
     assert sense.start_from_trigger is True
     assert sense.start_trigger_args.trigger_cls == "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger"
     kwargs = BaseSerialization.deserialize(sense.start_trigger_args.trigger_kwargs)  # as the scheduler decodes them
-    assert kwargs["execution_id"] == "{{ ti.xcom_pull('run') }}" and kwargs["end_in_triggerer"]["returns"] == "summary"
+    assert kwargs["execution_id"] == "{{ params.execution_id }}" and kwargs["end_in_triggerer"]["returns"] == "summary"
     assert not loaded.get_task("poke").start_from_trigger and not loaded.get_task("secret").start_from_trigger
+    assert not loaded.get_task("pulls").start_from_trigger
     assert loaded.get_task("secret").start_trigger_args is None  # encrypted answers never go into trigger kwargs

@@ -421,7 +421,7 @@ async def test_a_task_started_in_the_triggerer_hands_unrendered_arguments_that_r
 
     run = emulator.start_execution("web", 1)
     sensor = BuddyExecutionSensor(
-        task_id="s", project_name="web", pipeline_id="{{ params.pipeline }}", execution_id="{{ ti.xcom_pull('r') }}", deferrable=True
+        task_id="s", project_name="web", pipeline_id="{{ params.pipeline }}", execution_id="{{ params.execution }}", deferrable=True
     )
     assert sensor.start_from_trigger is True
     args = sensor.start_trigger_args
