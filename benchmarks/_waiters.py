@@ -96,6 +96,7 @@ class GcTimer:
         self.on = False
         self.seconds = 0.0
         self.collections = [0, 0, 0]
+        self.seconds_by_generation = [0.0, 0.0, 0.0]
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -105,8 +106,10 @@ class GcTimer:
         if phase == "start":
             self._started = time.process_time()
         else:
-            self.seconds += time.process_time() - self._started
+            spent = time.process_time() - self._started
+            self.seconds += spent
             self.collections[info["generation"]] += 1
+            self.seconds_by_generation[info["generation"]] += spent
 
 
 def cpu_seconds() -> float:
@@ -268,8 +271,12 @@ def main() -> None:
     if args.profile is not None:
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU time of the loop thread: waiting, preempted, is not work
+    if os.environ.get("BENCH_GC_FREEZE") == "1":  # experiment: what a triggerer freezing its start-up heap would save
+        gc.collect()
+        gc.freeze()
     gc_timer = GcTimer()
+    tracked_at_start = len(gc.get_objects())
     with RssSampler() as rss:
         rss_before = rss.current()
         gc_timer.on = True
@@ -295,6 +302,8 @@ def main() -> None:
                 "cpu_s": cpu_after - cpu_before,
                 "gc_s": gc_timer.seconds,
                 "gc_collections": gc_timer.collections,
+                "gc_s_by_generation": gc_timer.seconds_by_generation,
+                "gc_tracked_at_start": tracked_at_start,
                 "heap_objects": len(gc.get_objects()),
                 "wall_s": wall_after - wall_before,
                 "start": wall_before,

@@ -31,6 +31,41 @@ KINDS = ("ours", "http", "floor")
 LABELS = {"ours": "ours (BuddyExecutionTrigger)", "http": "HTTP provider (HttpSensorTrigger)", "floor": "floor (shared aiohttp session)"}
 SERVER_START_TIMEOUT = 30.0
 
+DEFAULT_POINTS = "1000:2:20,5000:10:100,10000:10:100"
+"""N:interval:D of each scale point ``make bench`` measures: D is 10 intervals everywhere, so every wait makes 11 polls
+and the per-wait costs (start, logging, the event) weigh the same in the per-poll figure at every N."""
+HTTP_MAX_N = 1000
+"""The HTTP provider's trigger opens a TLS connection per poll; past this N it only measures an overloaded machine."""
+
+# The per-point targets (the triggerer-scale issue): ratios against the floor measured in the same run.
+POINT_TARGETS = {
+    "cpu_vs_floor": "CPU per poll <= 1.3x the floor (1.5x at N >= 10 000)",
+    "lateness": "mean lateness <= 0.5 s",
+    "rss": "RSS per waiting task <= 25 KB",
+    "connections": "<= 32 connections",
+    "errors": "0 errors",
+}
+
+
+def cpu_limit(n: int) -> float:
+    return 1.5 if n >= 10_000 else 1.3
+
+
+def point_verdicts(n: int, scale: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The per-point targets: measured value and whether met."""
+    o, f = scale.get("ours"), scale.get("floor")
+    result: dict[str, Any] = {}
+    if o and f:
+        r = ratio(o["cpu_ms_per_request"], f["cpu_ms_per_request"])
+        result["cpu_vs_floor"] = {"value": r, "met": r <= cpu_limit(n)}
+    if o:
+        result["lateness"] = {"value": o["lateness_mean_s"], "met": o["lateness_mean_s"] <= 0.5}
+        result["rss"] = {"value": o["rss_per_trigger_kb"], "met": o["rss_per_trigger_kb"] <= 25.0}
+        result["connections"] = {"value": o["connections"], "met": o["connections"] <= 32}
+        result["errors"] = {"value": o["errors"], "met": o["errors"] == 0}
+    return result
+
+
 # The targets of issue 6, as (metric, test, words).
 TARGETS = {
     "cpu_vs_http": "CPU per request <= 1/4 of the HTTP provider's",
@@ -381,8 +416,7 @@ def render(report: dict[str, Any]) -> str:
     if imports:
         lines += [
             f"Import cost for a DAG file (median of {imports['rounds']} fresh interpreters): `{imports['statement']}` after "
-            f"`{imports['baseline']}` adds **{imports['delta_ms']:.0f} ms** "
-            f"({imports['importtime_ms']:.0f} ms under `-X importtime`, "
+            f"`{imports['baseline']}` adds **{imports['delta_ms']:.0f} ms** ({imports['importtime_ms']:.0f} ms under `-X importtime`, "
             f"{imports['modules']} modules; `{imports['baseline']}` alone: {imports['sdk_ms']:.0f} ms). Largest: "
             + ", ".join(f"{t['module']} {t['self_ms']:.1f} ms" for t in imports["top_modules"][:6]),
             "",
@@ -391,9 +425,8 @@ def render(report: dict[str, Any]) -> str:
     if hold:
         lines += [
             f"Worker hold of a deferrable `BuddyExecutionSensor` waiting {hold['wait_emulated_s']:.0f} s "
-            f"(emulated; {hold['wait_real_s']:.1f} s real, "
-            f"dag.test against the emulator): execute() until TaskDeferred {hold['execute_s']:.3f} s "
-            f"+ execute_complete {hold['complete_s']:.3f} s "
+            f"(emulated; {hold['wait_real_s']:.1f} s real, dag.test against the emulator): "
+            f"execute() until TaskDeferred {hold['execute_s']:.3f} s + execute_complete {hold['complete_s']:.3f} s "
             f"= **{hold['worker_s']:.3f} s** of worker time (task {hold['task_state']})",
             "",
         ]
@@ -409,25 +442,111 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def profile_summary(path: Path, limit: int = 25) -> str:
-    """The top of a cProfile dump, by cumulative time."""
-    import io
+def render_points(points: list[dict[str, Any]]) -> str:
+    """One row per scale point: ours against the floor measured in the same run, and the targets."""
+    lines = [
+        "| N | interval / D | ours CPU ms/poll | floor CPU ms/poll | ratio (target) | ours GC ms/poll | floor GC ms/poll | "
+        "ours lateness mean / max (s) | floor lateness mean / max (s) | ours RSS/task (KB) | ours connections | ours errors | "
+        "ours polls/wait | targets met |",
+        "|---" * 14 + "|",
+    ]
+    for point in points:
+        o, f = point["scale"].get("ours"), point["scale"].get("floor")
+        if not o or not f:
+            continue
+        checks = point["targets"]
+        missed = [POINT_TARGETS[k] for k, v in checks.items() if not v["met"]]
+        lines.append(
+            f"| {point['n']} | {point['interval']:g} s / {point['duration']:g} s | "
+            f"{o['cpu_ms_per_request']:.3f} | {f['cpu_ms_per_request']:.3f} | "
+            f"**{ratio(o['cpu_ms_per_request'], f['cpu_ms_per_request']):.2f}** (<= {cpu_limit(point['n'])}) | "
+            f"{o['gc_ms_per_request']:.3f} | {f['gc_ms_per_request']:.3f} | "
+            f"{o['lateness_mean_s']:.3f} / {o['lateness_max_s']:.3f} | {f['lateness_mean_s']:.3f} / {f['lateness_max_s']:.3f} | "
+            f"{o['rss_per_trigger_kb']:.1f} | {o['connections']:.0f} | {o['errors']} | {o['polls_per_wait']:.1f} | "
+            + ("all" if not missed else "**missed: " + "; ".join(missed) + "**")
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Where the time goes, by area: the first matching marker in a function's file name (or name) decides.
+AREAS = (
+    ("GC (garbage collector)", ("<gc>",)),
+    ("socket / TLS / epoll system calls", ("_socket.socket", "_ssl._SSLSocket", "select.epoll", "_ssl.", "sslproto.py")),
+    ("aiohttp (client, connector, parser)", ("aiohttp/", "multidict/", "yarl/", "propcache/", "aiosignal/", "frozenlist/")),
+    ("httpx (Response, Headers, client)", ("httpx/", "httpcore/", "h11/", "anyio/")),
+    ("JSON decoding", ("json/", "raw_decode", "json.decoder")),
+    ("pydantic validation", ("pydantic", "SchemaValidator")),
+    ("tenacity (retry policy)", ("tenacity/",)),
+    ("our HTTP core (hooks)", ("airflow_provider_buddy/hooks/",)),
+    ("our transport", ("airflow_provider_buddy/triggers/_transport.py",)),
+    ("our poller", ("airflow_provider_buddy/triggers/_poller.py",)),
+    ("our trigger and wait decision", ("airflow_provider_buddy/",)),
+    ("asyncio event loop, tasks, timers", ("asyncio/", "heapq", "_asyncio", "method 'run' of '_contextvars", "contextvars")),
+    ("logging / structlog", ("logging/", "structlog/")),
+)
+
+
+def profile_areas(path: Path, requests: int) -> dict[str, Any]:
+    """Own time of a cProfile dump grouped by area, in µs per request (profiled: inflated) and shares; plus the top functions."""
     import pstats
 
-    stream = io.StringIO()
-    pstats.Stats(str(path), stream=stream).sort_stats("tottime").print_stats(limit)
-    return stream.getvalue()
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    totals: dict[str, float] = {}
+    top: list[tuple[float, int, str]] = []
+    overall = 0.0
+    for (filename, line, name), (_, calls, own, _cum, _) in stats.items():
+        if name == "<method 'poll' of 'select.epoll' objects>":
+            continue  # waiting for the network (idle), not work
+        overall += own
+        label = f"{filename}:{line}({name})" if filename != "~" else name
+        area = next((a for a, markers in AREAS if any(m in label for m in markers)), "other (stdlib, builtins)")
+        totals[area] = totals.get(area, 0.0) + own
+        short = re.sub(r"^.*/lib/python3\.\d+/(site-packages/)?", "", label).split("/airflow_provider_buddy/")[-1]
+        top.append((own, calls, short))
+    top.sort(reverse=True)
+    return {
+        "requests": requests,
+        "us_per_request": 1e6 * overall / requests if requests else float("nan"),
+        "areas": sorted(((a, 1e6 * t / requests, t / overall if overall else 0.0) for a, t in totals.items()), key=lambda x: -x[1]),
+        "top": [(name, calls / requests, 1e6 * own / requests) for own, calls, name in top[:15]],
+    }
+
+
+def render_profile(point: dict[str, Any]) -> str:
+    prof = point.get("profile")
+    if not prof:
+        return ""
+    lines = [
+        f"Where ours spends its CPU at N = {point['n']} (cProfile of a separate run, own time by area, "
+        f"{prof['us_per_request']:.0f} µs per request profiled; cProfile inflates every call, compare shares):",
+        "",
+        "| area | µs / request (profiled) | share |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {area} | {us:.1f} | {share:.0%} |" for area, us, share in prof["areas"]]
+    lines += [
+        "",
+        "Top functions by own time: " + "; ".join(f"`{name}` {us:.1f} µs ({calls:.2f}/req)" for name, calls, us in prof["top"][:10]),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="N triggers polling in one asyncio loop: ours vs the HTTP provider vs a floor.")
-    parser.add_argument("--n", type=int, default=1000, help="waits started at once (default 1000)")
-    parser.add_argument("--interval", type=float, default=2.0, help="poll interval in seconds (default 2)")
     parser.add_argument(
-        "--duration", "-d", type=float, default=20.0, help="D: seconds from an execution's first poll to its end (default 20)"
+        "--points", default=None, help=f"scale points N:interval:D, comma-separated (default {DEFAULT_POINTS}; --n makes it one point)"
+    )
+    parser.add_argument("--n", type=int, default=None, help="one scale point: waits started at once")
+    parser.add_argument("--interval", type=float, default=2.0, help="with --n: poll interval in seconds (default 2)")
+    parser.add_argument(
+        "--duration", "-d", type=float, default=20.0, help="with --n: D, seconds from an execution's first poll to its end (default 20)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per kind, reported as medians (default 1)")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of ours,http,floor")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated subset of ours,http,floor (http only at points with N <= {HTTP_MAX_N})"
+    )
     parser.add_argument("--per-execution", type=int, default=10, help="fan-in scenario: waits per execution (default 10)")
     parser.add_argument("--fan-in-kinds", help="kinds run in the fan-in scenario (default: --kinds)")
     parser.add_argument("--skip-scale", action="store_true", help="skip the one-wait-per-execution scenario")
@@ -437,11 +556,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--import-rounds", type=int, default=5)
     parser.add_argument("--worker-wait", type=float, default=600.0, help="emulated seconds the deferrable sensor waits (default 600)")
     parser.add_argument("--worker-speed", type=float, default=40.0, help="emulator speed for that wait (default 40: 600 s in 15 s)")
-    parser.add_argument("--profile", action="store_true", help="also write a cProfile of each kind's run and print ours")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run ours once more per point under cProfile (not the measured run) and print where its time goes "
+        "(default: on for the default points, off with --n)",
+    )
     parser.add_argument("--poller", help="run ours with this file as triggers/_poller.py (e.g. an older version, for before/after)")
     parser.add_argument("--json", type=Path, help="write the whole report here as JSON")
     parser.add_argument("--workdir", type=Path, help="keep logs and raw results here (default: a temp dir)")
     return parser
+
+
+def parse_points(args: argparse.Namespace) -> list[tuple[int, float, float]]:
+    if args.n is not None:
+        return [(args.n, args.interval, args.duration)]
+    points = []
+    for item in (args.points or DEFAULT_POINTS).split(","):
+        n, interval, duration = item.strip().split(":")
+        points.append((int(n), float(interval), float(duration)))
+    return points
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -450,85 +585,139 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = (set(kinds) | set((args.fan_in_kinds or "").replace(" ", "").split(",")) - {""}) - set(KINDS)
     if unknown:
         raise SystemExit(f"unknown kinds: {sorted(unknown)}")
+    points = parse_points(args)
+    if args.profile is None:
+        args.profile = args.n is None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="buddy-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/triggerer_scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
     import platform
 
+    first_n, first_interval, first_duration = points[0]
     report: dict[str, Any] = {
         "config": {
             "command": command.strip(),
             "nproc": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
-            "n": args.n,
-            "interval": args.interval,
-            "duration": args.duration,
+            "n": first_n,
+            "interval": first_interval,
+            "duration": first_duration,
+            "points": [{"n": n, "interval": i, "duration": d} for n, i, d in points],
             "repeat": args.repeat,
             "workdir": str(workdir),
         },
+        "points": [],
         "scale": {},
         "fan_in": {},
         "runs": {},
     }
     started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {text}", file=sys.stderr)
+
     server = Server(workdir)
     try:
         if not args.skip_scale:
-            runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-            for index in range(args.repeat):
-                for kind in kinds:
-                    result = run_kind(
+            for n, interval, duration in points:
+                point_kinds = [k for k in kinds if k != "http" or n <= HTTP_MAX_N]
+                runs: dict[str, list[dict[str, Any]]] = {k: [] for k in point_kinds}
+                for index in range(args.repeat):
+                    for kind in point_kinds:  # the floor right after ours: the same machine load for both
+                        result = run_kind(
+                            server,
+                            kind,
+                            n=n,
+                            executions=n,
+                            interval=interval,
+                            duration=duration,
+                            workdir=workdir,
+                            tag=f"n{n}-scale{index}",
+                            poller=args.poller,
+                        )
+                        runs[kind].append(result)
+                        say(
+                            f"N={n} run {index + 1}/{args.repeat} {kind}: {result['cpu_ms_per_request']:.3f} ms/request "
+                            f"(GC {result['gc_ms_per_request']:.3f}), {result['rss_per_trigger_kb']:.1f} KB/trigger, "
+                            f"{result['connections']} connections, "
+                            f"lateness {result['lateness_mean_s']:.3f} s, {result['errors']} errors"
+                        )
+                scale = {k: median_metrics(v) for k, v in runs.items()}
+                point: dict[str, Any] = {
+                    "n": n,
+                    "interval": interval,
+                    "duration": duration,
+                    "scale": scale,
+                    "targets": point_verdicts(n, scale),
+                }
+                if args.profile and "ours" in kinds:
+                    tag = f"n{n}-profile"
+                    profiled = run_kind(
                         server,
-                        kind,
-                        n=args.n,
-                        executions=args.n,
-                        interval=args.interval,
-                        duration=args.duration,
+                        "ours",
+                        n=n,
+                        executions=n,
+                        interval=interval,
+                        duration=duration,
                         workdir=workdir,
-                        tag=f"scale{index}",
-                        profile=args.profile and index == 0,
+                        tag=tag,
+                        profile=True,
                         poller=args.poller,
                     )
-                    runs[kind].append(result)
-                    print(
-                        f"[{time.monotonic() - started:6.0f}s] scale run {index + 1}/{args.repeat} {kind}: "
-                        f"{result['cpu_ms_per_request']:.3f} ms/request, {result['rss_per_trigger_kb']:.1f} KB/trigger, "
-                        f"{result['connections']} connections, lateness {result['lateness_mean_s']:.3f} s, {result['errors']} errors",
-                        file=sys.stderr,
-                    )
-            report["runs"]["scale"] = runs
-            report["scale"] = {k: median_metrics(v) for k, v in runs.items()}
+                    point["profile"] = profile_areas(workdir / f"{tag}-ours.prof", int(profiled["requests"]))
+                    say(f"N={n} profiled run of ours: {point['profile']['us_per_request']:.0f} µs/request under cProfile")
+                report["points"].append(point)
+                report["runs"][f"n{n}"] = runs
+            report["scale"] = report["points"][0]["scale"]
         if not args.skip_fan_in:
-            executions = max(1, args.n // args.per_execution)
+            executions = max(1, first_n // args.per_execution)
             fan_in_kinds = [k.strip() for k in args.fan_in_kinds.split(",") if k.strip()] if args.fan_in_kinds else kinds
             for kind in fan_in_kinds:
                 result = run_kind(
                     server,
                     kind,
-                    n=args.n,
+                    n=first_n,
                     executions=executions,
-                    interval=args.interval,
-                    duration=args.duration,
+                    interval=first_interval,
+                    duration=first_duration,
                     workdir=workdir,
                     tag="fanin",
                     poller=args.poller,
                 )
                 report["fan_in"][kind] = result
-                print(
-                    f"[{time.monotonic() - started:6.0f}s] fan-in {kind}: {result['requests_per_interval']:.0f} requests per interval, "
-                    f"{result['errors']} errors",
-                    file=sys.stderr,
-                )
+                say(f"fan-in {kind}: {result['requests_per_interval']:.0f} requests per interval, {result['errors']} errors")
     finally:
         server.stop()
     report["imports"] = None if args.skip_imports else measure_imports(args.import_rounds, workdir)
     report["worker_hold"] = None if args.skip_worker else measure_worker_hold(args.worker_wait, args.worker_speed, workdir)
     report["targets"] = verdicts(report["scale"], report["fan_in"], report["imports"], report["worker_hold"])
-    report["markdown"] = render(report)
+    parts = []
+    if report["points"]:
+        parts += [
+            "Scale: ours against the floor measured in the same run (each kind in a fresh process, medians of "
+            f"{args.repeat}; TLS on loopback)",
+            "",
+            render_points(report["points"]),
+        ]
+    parts.append(render(report))
+    for point in report["points"][1:]:
+        parts.append(
+            render(
+                {
+                    **report,
+                    "config": {**report["config"], "n": point["n"], "interval": point["interval"], "duration": point["duration"]},
+                    "scale": point["scale"],
+                    "fan_in": {},
+                    "imports": None,
+                    "worker_hold": None,
+                    "targets": {},
+                }
+            )
+        )
+    parts += [render_profile(point) for point in report["points"] if point.get("profile")]
+    report["markdown"] = "\n".join(parts)
     print(report["markdown"])
-    if args.profile and (workdir / "scale0-ours.prof").exists():
-        print(profile_summary(workdir / "scale0-ours.prof"))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1, default=str))
     return report

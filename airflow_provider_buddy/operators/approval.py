@@ -119,12 +119,26 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     # ---- asking ----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         """Check the execution waits for a person, then put the request into Airflow's UI — or, on a retry, apply the
-        answer an earlier try got."""
+        answer an earlier try got (whatever Buddy shows now: that try may have applied it already)."""
         self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution = self._current(pipeline_id)
         context["ti"].xcom_push(key=EXECUTION_ID_KEY, value=execution.id)
         BuddyExecutionLink.persist(context, execution.html_url)
+        self._gate = (pipeline_id, execution.id)
+        ti = context["ti"]
+        generation = first_try_of_generation(ti, self.retries)
+        if try_number_of(ti) > generation:
+            # asking again would erase the answer Airflow recorded for an earlier try: read it in the triggerer
+            self.log.info("An earlier try of this gate asked already: applying the answer Airflow recorded for it, if any")
+            if execution.waits_for is not None:
+                self._prepare_request(execution, execution.waits_for)
+            self._asked = asked_action(context, generation)
+            self._defer_to_gate_trigger(HITLTrigger(**self._hitl_kwargs(context)), mode="recorded")
+        return self._ask_if_waiting(context, execution, generation)
+
+    def _ask_if_waiting(self, context: Context, execution: Execution, generation: int) -> Any:
+        """Ask in Airflow when the execution waits for a person; succeed at once when it was answered in Buddy."""
         if execution.is_finished:
             raise BuddyApiError(f"{describe_execution(execution)} has already ended ({execution.status}); there is nothing to approve")
         kind = execution.waits_for
@@ -136,15 +150,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             return decision
         if kind is WaitKind.VISUAL_TEST:
             raise BuddyApiError(f"{describe_execution(execution)} waits for a visual-test review, which only Buddy's UI can answer")
-        self._gate = (pipeline_id, execution.id)
         self._prepare_request(execution, kind)
-        ti = context["ti"]
-        generation = first_try_of_generation(ti, self.retries)
-        if try_number_of(ti) > generation:
-            # asking again would erase the answer Airflow recorded for an earlier try: read it in the triggerer
-            self.log.info("An earlier try of this gate asked already: applying the answer Airflow recorded for it, if any")
-            self._asked = asked_action(context, generation)
-            self._defer_to_gate_trigger(HITLTrigger(**self._hitl_kwargs(context)), mode="recorded")
         remember_asked(context, generation, execution)
         waiting = execution.waiting_action
         self._asked = waiting.action_execution_id if waiting is not None else None
@@ -163,7 +169,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         self.log.info("Asking in Airflow: %s", self.subject)
         try:
             return super().execute(context)  # 3.1/3.2: the standard gate defers (see defer below)
-        except Exception as exc:
+        except BaseException as exc:  # Airflow 3.3's TaskAwaitingInput, like TaskDeferred, is a BaseException
             if type(exc).__name__ != "TaskAwaitingInput" or _under_dag_test(context):
                 raise
         # Airflow 3.3 parks the task awaiting input; an answer given while it parks can leave it parked for good (seen in
@@ -216,12 +222,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             pipeline_id = self.resolve_pipeline_id()
             execution = self._current(pipeline_id)
             self._gate = (pipeline_id, execution.id)
-            self._prepare_request(execution, execution.waits_for or WaitKind.APPROVAL)
-            generation = first_try_of_generation(context["ti"], self.retries)
-            remember_asked(context, generation, execution)
-            waiting = execution.waiting_action
-            self._asked = waiting.action_execution_id if waiting is not None else None
-            return self._ask(context)
+            return self._ask_if_waiting(context, execution, first_try_of_generation(context["ti"], self.retries))
         chosen = list(event.get("chosen_options") or [])
         if "error" in event or not chosen:
             return super().execute_complete(context=context, event=event)

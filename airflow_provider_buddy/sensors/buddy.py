@@ -16,17 +16,15 @@ from airflow_provider_buddy.utils.arguments import (
     Check,
     check_bool,
     default_deferrable,
-    for_triggerer,
     positive_int,
     resolved_later,
-    triggerer_can_resolve,
 )
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
 from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id, wait_error
 from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
@@ -64,9 +62,10 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
-        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first). Not with
-        encrypted or templated approval answers.
+    :param start_from_trigger: when deferrable and every argument is literal, start the wait straight in the
+        triggerer (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on
+        a worker first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them), nor
+        with encrypted approval answers.
     """
 
     wait_returns = "summary"
@@ -111,12 +110,10 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.check_given_arguments("execution_id", "approval_variables")
         check_bool(start_from_trigger, "start_from_trigger")
         self._approved: set[str] = set()
-        if start_from_trigger and self.deferrable and _plain_answers(approval_variables) and self._triggerer_can_resolve():
+        literal = startable_in_triggerer(project_name, pipeline_id, execution_id, workspace, approval_variables)
+        if start_from_trigger and self.deferrable and literal and _plain_answers(approval_variables):
             self.start_from_trigger = True
             self.start_trigger_args = self._start_in_triggerer()
-
-    def _triggerer_can_resolve(self) -> bool:
-        return all(triggerer_can_resolve(getattr(self, name)) for name in ("project_name", "pipeline_id", "execution_id", "workspace"))
 
     def _start_in_triggerer(self) -> StartTriggerArgs:
         """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
@@ -127,10 +124,10 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
             trigger_cls="airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",
             trigger_kwargs={
                 "buddy_conn_id": self.buddy_conn_id,
-                "project_name": for_triggerer(self.project_name),
-                "pipeline_id": for_triggerer(self.pipeline_id),
-                "execution_id": for_triggerer(self.execution_id),  # run.output: rendered in the triggerer, as text
-                "workspace": for_triggerer(self.workspace),
+                "project_name": self.project_name,
+                "pipeline_id": self.pipeline_id,
+                "execution_id": self.execution_id,
+                "workspace": self.workspace,
                 "poll_interval": float(self.poke_interval),
                 "on_approval": self.on_approval,
                 "approval_variables": self.approval_variables,

@@ -13,17 +13,9 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
-from airflow_provider_buddy.utils.arguments import (
-    ArgumentChecks,
-    Check,
-    check_bool,
-    default_deferrable,
-    for_triggerer,
-    non_empty,
-    triggerer_can_resolve,
-)
+from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, check_bool, default_deferrable, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
 from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin, run_wait_error
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
@@ -55,8 +47,9 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable, start the wait straight in the triggerer (Airflow 3.2+): no worker
-        slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker first).
+    :param start_from_trigger: when deferrable and the ids are literal, start the wait straight in the triggerer
+        (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker
+        first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them).
     """
 
     wait_returns = "summary"
@@ -89,7 +82,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.check_given_arguments()
         check_bool(start_from_trigger, "start_from_trigger")
-        if start_from_trigger and self.deferrable and all(triggerer_can_resolve(value) for value in (project_id, run_id)):
+        if start_from_trigger and self.deferrable and startable_in_triggerer(project_id, run_id):
             self.start_from_trigger = True
             self.start_trigger_args = self._start_in_triggerer()
 
@@ -102,8 +95,8 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
             trigger_cls="airflow_provider_buddy.triggers.gorules.GoRulesRunTrigger",
             trigger_kwargs={
                 "gorules_conn_id": self.gorules_conn_id,
-                "project_id": for_triggerer(self.project_id),
-                "run_id": for_triggerer(self.run_id),  # deploy.output: rendered in the triggerer
+                "project_id": self.project_id,
+                "run_id": self.run_id,
                 "poll_interval": float(self.poke_interval),
                 "on_approval": self.on_approval,
                 "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],

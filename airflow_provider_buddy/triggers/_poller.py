@@ -10,10 +10,10 @@
   and no read of an object goes out earlier in its trigger's interval than the first one did (so an
   object that changes a whole number of intervals after the first read is seen at once, not one
   interval late);
-- the client sends through :class:`Http11Transport`, a small keep-alive HTTP/1.1 pool on asyncio's
-  own TLS, instead of httpcore + anyio: the same ``httpx`` API, errors and retries above it, at about
-  a quarter of the CPU per request (see ``benchmarks/README.md``). Requests that need a proxy (from the
-  environment) use httpx's own transport; so does everything when ``BUDDY_HTTP_TRANSPORT=httpx``.
+- the client sends through :class:`AiohttpTransport` (one ``aiohttp`` session and connector) instead of
+  httpcore + anyio: the same ``httpx`` API, errors and retries above it, at a fraction of the CPU per
+  request (see ``benchmarks/README.md``). Requests that need a proxy (from the environment) use httpx's
+  own transport; so does everything when ``[buddy] http_transport = httpx``.
 
 Service-neutral: callers give a hook class, a key and a coroutine factory; the Buddy and GoRules triggers use it.
 """
@@ -24,7 +24,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -36,11 +35,8 @@ import httpx
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings
 from airflow_provider_buddy.hooks._http import HttpCore
-from airflow_provider_buddy.triggers._transport import Http11Transport, LeanClient, lean_transport_allowed
+from airflow_provider_buddy.triggers._transport import AiohttpTransport, PollingClient, aiohttp_transport_allowed
 
-MAX_IN_FLIGHT = 10
-MAX_IN_FLIGHT_ENV = "BUDDY_TRIGGERER_MAX_IN_FLIGHT"
-"""Set in the triggerer's environment to allow more (or fewer) reads at once; see :func:`max_in_flight`."""
 SETTINGS_TTL = 300.0
 MAX_PACING_SHARE = 0.5
 """A read is held back by at most this share of its ``max_age`` to keep its place in the interval."""
@@ -52,22 +48,15 @@ A = TypeVar("A", bound=ApiHookBase)
 
 def max_in_flight() -> int:
     """
-    The most reads one triggerer sends at once: ``BUDDY_TRIGGERER_MAX_IN_FLIGHT`` or 10.
+    The most reads one triggerer sends at once: ``[buddy] triggerer_max_in_flight`` (10 by default).
 
     Each read in flight holds one pooled connection, so this is also the most connections per account.
     Ten keep up with a thousand triggers polling every 10 s while an answer takes under 100 ms; over a
     slower network, raise it (throughput is about ``max_in_flight / round-trip time`` reads per second).
     """
-    raw = os.environ.get(MAX_IN_FLIGHT_ENV, "").strip()
-    if not raw:
-        return MAX_IN_FLIGHT
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 1000:
-        raise ValueError(f"{MAX_IN_FLIGHT_ENV} must be a whole number from 1 to 1000, got {raw!r}")
-    return value
+    from airflow_provider_buddy.utils.settings import TRIGGERER_MAX_IN_FLIGHT, read_int
+
+    return read_int(TRIGGERER_MAX_IN_FLIGHT)
 
 
 class _Gate:
@@ -82,9 +71,18 @@ class _Gate:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def __aenter__(self) -> None:
+        if not self.try_take():
+            await self.take()
+
+    def try_take(self) -> bool:
+        """Take a place at once if one is free and nobody waits (no coroutine, no future)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            return
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait in line for a place."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -98,6 +96,10 @@ class _Gate:
             raise
 
     async def __aexit__(self, *_: object) -> None:
+        self._release()
+
+    def release(self) -> None:
+        """Give the place back (to the next in line, if any)."""
         self._release()
 
     def _release(self) -> None:
@@ -118,7 +120,7 @@ class SharedPoller:
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedPoller] = weakref.WeakKeyDictionary()
 
-    def __init__(self, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, max_in_flight: int = 10) -> None:
         self._gate = _Gate(max_in_flight)
         self._clients: dict[tuple[str, str, float], httpx.AsyncClient] = {}
         self._hooks: dict[Hashable, tuple[float, Any]] = {}
@@ -126,7 +128,7 @@ class SharedPoller:
         self._in_flight: dict[Hashable, asyncio.Future[Any]] = {}
         self._fresh: dict[Hashable, tuple[float, Any]] = {}
         self._lag: dict[Hashable, float] = {}
-        self._transports: list[Http11Transport] = []
+        self._transports: list[AiohttpTransport] = []
         self._users = 0
         self.requests_sent = 0
 
@@ -165,13 +167,20 @@ class SharedPoller:
         client = self._clients.get(settings.pool_key)
         if client is None:
             kwargs = core.client_kwargs()
-            if lean_transport_allowed(settings.base_url):
-                transport = Http11Transport(verify=kwargs.pop("verify", True), limits=kwargs.pop("limits", None))
+            if aiohttp_transport_allowed(settings.base_url):
+                transport = AiohttpTransport(verify=kwargs.pop("verify", True), limits=kwargs.pop("limits", None))
                 self._transports.append(transport)
-                client = self._clients[settings.pool_key] = LeanClient(transport=transport, **kwargs)
+                client = self._clients[settings.pool_key] = PollingClient(transport=transport, **kwargs)
             else:
                 client = self._clients[settings.pool_key] = httpx.AsyncClient(**kwargs)
         return client
+
+    def cached_hook(self, key: Hashable) -> Any:
+        """The hook cached under ``key`` while younger than :data:`SETTINGS_TTL`, else None (polls take it without a coroutine)."""
+        cached = self._hooks.get(key)
+        if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
+            return cached[1]
+        return None
 
     async def hook(self, key: Hashable, build: Callable[[], Awaitable[H]]) -> H:
         """A hook cached under ``key`` for :data:`SETTINGS_TTL` seconds (so connection edits are picked up).
@@ -203,6 +212,10 @@ class SharedPoller:
     async def shared_hook(self, hook_class: type[A], conn_id: str) -> A:
         """A ``hook_class`` hook for ``conn_id`` sending through this poller's pooled client, its connection read
         asynchronously; cached as :meth:`hook` caches."""
+
+        cached = self.cached_hook((hook_class.__name__, conn_id))
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
 
         async def build() -> A:
             hook = hook_class(conn_id, retry_log_level=logging.DEBUG)
@@ -240,9 +253,14 @@ class SharedPoller:
                 hold = min(lag, max_age * MAX_PACING_SHARE) - (loop.time() - called)
                 if hold > 0:
                     await asyncio.sleep(hold)
-            async with self._gate:
+            gate = self._gate
+            if not gate.try_take():  # a poll per read: no async-with coroutines when a place is free
+                await gate.take()
+            try:
                 self.requests_sent += 1
                 result = await fetch()
+            finally:
+                gate.release()
             if lag is None:
                 # The first read's place: from the caller's wake-up to the answer (so a later read never
                 # reaches the server earlier in its interval than this one did).

@@ -48,41 +48,6 @@ def resolved_later(value: Any) -> bool:
     return is_template(value) or _holds_resolvable(value)
 
 
-def _plain_xcom_template(value: Any) -> str | None:
-    if not _resolvable(value):
-        return None
-    from airflow.sdk.definitions.xcom_arg import PlainXComArg
-
-    if not isinstance(value, PlainXComArg):
-        return None
-    task = value.operator
-    if getattr(task, "is_mapped", True) or task.get_closest_mapped_task_group() is not None:
-        return None  # its XCom is one per map index
-    # one map index: the triggerer serves a single XCom (GetXCom), not xcom_pull's default fetch of all map indexes
-    return f"{{{{ task_instance.xcom_pull(task_ids={task.task_id!r}, dag_id={task.dag_id!r}, key={value.key!r}, map_indexes=-1) }}}}"
-
-
-def triggerer_can_resolve(value: Any) -> bool:
-    """
-    True when a trigger Airflow starts itself (``start_from_trigger``) can be given ``value``. The triggerer renders
-    Jinja templates but resolves no XComArg, and its ``xcom_pull`` serves one map index only (without ``map_indexes``
-    it asks for all of them, which Airflow 3.3's triggerer refuses: the wait would hang). So: a literal; a template
-    that pulls no XCom or names ``map_indexes``; a plain XComArg of an unmapped task (``task.output``, a TaskFlow
-    result), passed as the template it stands for (:func:`for_triggerer`). Anything else (a mapped or zipped XComArg,
-    a ``@dag`` parameter, an XComArg inside a list) makes the task start on a worker, which resolves it.
-    """
-    if isinstance(value, str):
-        return not (is_template(value) and "xcom_pull" in value and "map_indexes" not in value)
-    return not _holds_resolvable(value) or _plain_xcom_template(value) is not None
-
-
-def for_triggerer(value: Any) -> Any:
-    """``value`` for a trigger Airflow starts itself: a plain XComArg as the template that pulls its XCom (rendered to
-    text there), anything else as it is."""
-    template = _plain_xcom_template(value)
-    return value if template is None else template
-
-
 def optional(check: Check) -> Check:
     """``check``, letting None through."""
 

@@ -46,3 +46,17 @@ async def hold_until(log: Any, resume_not_before: float | None) -> None:
             wait,
         )
         await asyncio.sleep(wait)
+
+
+def startable_in_triggerer(*arguments: Any) -> bool:
+    """
+    True when a task handing these arguments to its trigger can start straight in the triggerer: none of them pulls an
+    XCom (an XComArg, or a template that mentions XComs). Airflow 3.3 renders a started-in-the-triggerer task's templates
+    there (``{{ params.execution_id }}`` works), but its triggerer cannot serve ``ti.xcom_pull(...)``
+    (``GetXComSequenceSlice`` is not among the requests it answers), and such a task then waits for ever.
+    """
+    from airflow.sdk import XComArg
+
+    from airflow_provider_buddy.utils.arguments import is_template
+
+    return not any(isinstance(value, XComArg) or (is_template(value) and "xcom" in value.lower()) for value in arguments)

@@ -35,7 +35,7 @@ from tests.deployment.harness import (
 from tests.deployment.scenarios import ScenarioResult, format_table
 
 OUTPUT = REPO / "tmp" / "test-output" / "e2e"
-EXAMPLE_DAGS = ("buddy_release", "buddy_pass_arguments", "buddy_cancel_on_timeout", "gorules_release")
+EXAMPLE_DAGS = ("buddy_release", "buddy_pass_arguments", "buddy_cancel_on_timeout", "gorules_release", "buddy_wait_for_execution")
 
 RESULTS: list[ScenarioResult] = []
 TIMINGS: dict[str, float] = {}

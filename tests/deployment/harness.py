@@ -441,15 +441,20 @@ class EmulatorProcess:
             )
         )
 
+    def start_run(self, project: str, pipeline_id: int, **body: Any) -> dict[str, Any]:
+        """Start a Buddy run as someone in Buddy's UI would."""
+        result: dict[str, Any] = self._call("POST", f"/start/{project}/{pipeline_id}", body)
+        return result
+
     def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
         """A GoRules project's runs as the API shows them, newest first."""
-        result: list[dict[str, Any]] = self._call("GET", f"/__emulator__/gorules/projects/{project_id}/runs")
+        result: list[dict[str, Any]] = self._call("GET", f"/gorules/projects/{project_id}/runs")
         return result
 
     def review(self, project_id: str, run_id: str, environment: str, *, approve: bool = True) -> dict[str, Any]:
         """A reviewer answers the run's review for ``environment`` in the BRMS UI."""
         body = {"environment": environment, "approve": approve, "comment": "e2e reviewer"}
-        result: dict[str, Any] = self._call("POST", f"/__emulator__/gorules/projects/{project_id}/runs/{run_id}/review", body)
+        result: dict[str, Any] = self._call("POST", f"/gorules/projects/{project_id}/runs/{run_id}/review", body)
         return result
 
     def set_speed(self, speed: float) -> None:

@@ -213,9 +213,28 @@ def test_scheduler_restart_mid_run(e2e: E2E) -> None:
     _assert_clean(result)
 
 
+def test_a_sensor_starts_and_ends_in_the_triggerer(e2e: E2E) -> None:
+    """buddy_wait_for_execution waits for a run someone started in Buddy: its deferrable sensor's arguments need no
+    XCom, so Airflow starts it straight in the triggerer, and the run's success ends it there: no worker ever runs it."""
+    emulator, api = e2e.emulator, e2e.deployment.rest
+    execution = emulator.start_run("web", 1)
+    run_id = f"wait_for_{_tag()}"
+    api.trigger("buddy_wait_for_execution", run_id, {"pipeline": "build", "execution_id": execution["id"]})
+    wait_until(
+        lambda: api.dag_run("buddy_wait_for_execution", run_id)["state"] in ("success", "failed"),
+        "buddy_wait_for_execution ended", 240, interval=1.0, alive=e2e.deployment.check_alive,
+    )  # fmt: skip
+    assert api.task_states("buddy_wait_for_execution", run_id) == {"wait": "success", "report": "success"}
+    [sensed] = [ti for ti in api.task_instances("buddy_wait_for_execution", run_id) if ti["task_id"] == "wait"]
+    assert not sensed.get("hostname") and not sensed.get("pid"), f"a worker ran the sensor: {sensed}"
+    links = api.extra_links("buddy_wait_for_execution", run_id, "wait")["extra_links"]
+    assert links.get("Buddy execution") == execution["html_url"], links
+
+
 def test_a_failed_dag_run_cancels_what_it_left_going(e2e: E2E) -> None:
-    """A person marks a release DAG run failed while its Buddy deployment waits at "Approve production" (its staging
-    task ended at the gate on purpose): the DAG's failure callback, run by Airflow's dag-processor, cancels it."""
+    """A person marks a release's gate failed while its Buddy deployment waits at "Approve production" (its staging
+    task ended at the gate on purpose): the DAG run fails, and the DAG's failure callback, run by Airflow's
+    dag-processor, cancels the deployment."""
     tag = _tag()
     emulator, api = e2e.emulator, e2e.deployment.rest
     run_id = f"failed_run_{tag}"
@@ -227,7 +246,12 @@ def test_a_failed_dag_run_cancels_what_it_left_going(e2e: E2E) -> None:
     marker = hashlib.sha256(f"buddy_release|{run_id}|staging|-1".encode()).hexdigest()[:16]
     [execution] = [e for e in emulator.executions("web", 2) if marker in (e.get("comment") or "")]
     assert execution["status"] not in ("TERMINATED", "SUCCESSFUL", "FAILED")
-    api.request("PATCH", f"/api/v2/dags/buddy_release/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+    wait_until(
+        lambda: api.task_states("buddy_release", run_id).get("approve") in ("deferred", "awaiting_input"),
+        "the gate asking", 120, interval=1.0, alive=e2e.deployment.check_alive,
+    )  # fmt: skip
+    marked = api.request("PATCH", f"/api/v2/dags/buddy_release/dagRuns/{run_id}/taskInstances/approve", json={"new_state": "failed"})
+    marked.raise_for_status()
 
     def cancelled() -> bool:
         return [e for e in emulator.executions("web", 2) if e["id"] == execution["id"]][0]["status"] == "TERMINATED"

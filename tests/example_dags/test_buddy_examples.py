@@ -46,7 +46,7 @@ def patches(emu: BuddyEmulator, pipeline_id: int) -> list[dict[str, Any]]:
     return [r.json for r in emu.requests_to("PATCH", rf"/pipelines/{pipeline_id}/executions/\d+$") if r.status == 200]
 
 
-@pytest.mark.parametrize("name", ["buddy_release", "buddy_pass_arguments", "buddy_cancel_on_timeout"])
+@pytest.mark.parametrize("name", ["buddy_release", "buddy_pass_arguments", "buddy_cancel_on_timeout", "buddy_wait_for_execution"])
 def test_examples_parse_fast_and_are_documented(name: str) -> None:
     import airflow_provider_buddy.operators.approval
     import airflow_provider_buddy.operators.buddy
@@ -120,3 +120,15 @@ def test_cancel_on_timeout(demo: BuddyEmulator, logs: LogCapture) -> None:
     execution = demo.executions("web", 4)[0]
     assert patches(demo, 4) == [{"operation": "CANCEL"}] and execution["status"] == "TERMINATED"
     assert "BuddyWaitTimeoutError" in logs.text and f"cancelled Buddy execution {execution['id']}" in logs.text
+
+
+def test_wait_for_execution_waits_for_a_run_started_in_buddy(demo: BuddyEmulator, logs: LogCapture) -> None:
+    """The sensor waits for a run someone started in Buddy and hands its summary on (under dag.test the sensor runs on
+    the "worker" and defers: dag.test ignores start_from_trigger; the real-deployment suite shows it start there)."""
+    execution = demo.start_execution("web", 1)
+    dag = load("buddy_wait_for_execution")
+    assert dag.get_task("wait").start_from_trigger is True
+    dag_run = run_dag(dag, run_conf={"pipeline": "build", "execution_id": execution["id"]})
+    assert states(dag_run) == {"wait": "success", "report": "success"}
+    assert xcom(dag_run, "wait")["execution_id"] == execution["id"] and xcom(dag_run, "wait")["status"] == "SUCCESSFUL"
+    assert f"Buddy execution {execution['id']} ended SUCCESSFUL" in logs.text

@@ -453,40 +453,18 @@ def test_wrong_values_from_upstream_fail_naming_the_parameter_before_anything_is
     assert emulator.requests == []  # not even a read: the checks come first
 
 
-def test_sensors_given_output_start_in_the_triggerer_with_the_template_it_stands_for() -> None:
-    """
-    start_from_trigger (Airflow 3.2+): the triggerer renders templates but resolves no XComArg, so ``.output`` goes
-    into the trigger as the template that pulls its XCom (one map index: all the triggerer serves), as the scheduler
-    reads it from the serialized DAG. A value the triggerer cannot resolve (a mapped XComArg, an ``xcom_pull`` of every
-    map index) makes the sensor start on a worker instead, which resolves it.
-    """
-    from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
+def test_deferrable_sensors_given_output_start_on_a_worker_which_resolves_it() -> None:
+    """Airflow 3.3's triggerer cannot pull XComs, so a sensor given ``.output`` does not start in the triggerer (it
+    starts on a worker, resolves the value, checks it, then defers); one given literals does."""
+    from airflow.serialization.serialized_objects import DagSerialization
 
-    with DAG(dag_id=f"start_in_triggerer_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+    with DAG(dag_id=f"start_on_a_worker_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         run = BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=1, wait_for_completion=False)
         deploy = GoRulesDeployReleaseOperator(task_id="deploy", project_id="p", release_id="r", environment_id="e")
-
-        @task
-        def pipeline() -> str:
-            return "build"
-
-        BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id=pipeline(), execution_id=run.output, deferrable=True)
+        BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id=1, execution_id=run.output, deferrable=True)
         GoRulesRunSensor(task_id="rollout", project_id="p", run_id=deploy.output, deferrable=True)
-        BuddyExecutionSensor(
-            task_id="mapped", project_name="web", pipeline_id=1, execution_id=run.output.map(lambda value: value), deferrable=True
-        )
-        BuddyExecutionSensor(task_id="pulls", project_name="web", pipeline_id=1, execution_id="{{ ti.xcom_pull('run') }}", deferrable=True)
+        BuddyExecutionSensor(task_id="literal", project_name="web", pipeline_id=1, execution_id=7, deferrable=True)
     loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag))
-
-    def kwargs(task_id: str) -> dict[str, Any]:
-        task = loaded.get_task(task_id)
-        assert task.start_from_trigger is True
-        return dict(BaseSerialization.deserialize(task.start_trigger_args.trigger_kwargs))
-
-    pull = "{{{{ task_instance.xcom_pull(task_ids='{}', dag_id='" + dag.dag_id + "', key='return_value', map_indexes=-1) }}}}"
-    sense = kwargs("sense")
-    assert sense["execution_id"] == pull.format("run") and sense["pipeline_id"] == pull.format("pipeline")
-    assert kwargs("rollout")["run_id"] == pull.format("deploy")
-    assert dag.get_task("sense").upstream_task_ids == {"run", "pipeline"} and dag.get_task("rollout").upstream_task_ids == {"deploy"}
-    assert not loaded.get_task("mapped").start_from_trigger and dag.get_task("mapped").upstream_task_ids == {"run"}
-    assert not loaded.get_task("pulls").start_from_trigger  # xcom_pull of every map index: the triggerer refuses it
+    assert not loaded.get_task("sense").start_from_trigger and not loaded.get_task("rollout").start_from_trigger
+    assert loaded.get_task("literal").start_from_trigger
+    assert dag.get_task("sense").upstream_task_ids == {"run"} and dag.get_task("rollout").upstream_task_ids == {"deploy"}

@@ -235,17 +235,17 @@ def test_timeout_with_soft_fail_skips_in_deferrable_mode(emulator: BuddyEmulator
 
 
 def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() -> None:
-    """What the scheduler reads (the serialized DAG) says: start in the triggerer, with the templated arguments kept for
-    the triggerer to render; a sensor given encrypted answers, or waiting in a worker, does not."""
+    """What the scheduler reads (the serialized DAG) says: a deferrable sensor with literal arguments starts in the
+    triggerer; one with a template or an XComArg does not (Airflow 3.3's triggerer cannot pull XComs to render it), nor
+    one given encrypted answers, nor one waiting in a worker."""
     from airflow.sdk import DAG
     from airflow.serialization.serialized_objects import BaseSerialization, DagSerialization
 
     with DAG(dag_id="start_in_triggerer", schedule=None) as dag:
+        BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id="build", execution_id=7, deferrable=True)
         BuddyExecutionSensor(
-            task_id="sense", project_name="web", pipeline_id="build", execution_id="{{ params.execution_id }}", deferrable=True
+            task_id="templated", project_name="web", pipeline_id=1, execution_id="{{ ti.xcom_pull('run') }}", deferrable=True
         )
-        # xcom_pull without map_indexes asks for every map index, which the triggerer refuses: that one starts on a worker
-        BuddyExecutionSensor(task_id="pulls", project_name="web", pipeline_id=1, execution_id="{{ ti.xcom_pull('run') }}", deferrable=True)
         BuddyExecutionSensor(task_id="poke", project_name="web", pipeline_id=1, execution_id=1, deferrable=False)
         BuddyExecutionSensor(
             task_id="secret",
@@ -261,7 +261,6 @@ def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() 
     assert sense.start_from_trigger is True
     assert sense.start_trigger_args.trigger_cls == "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger"
     kwargs = BaseSerialization.deserialize(sense.start_trigger_args.trigger_kwargs)  # as the scheduler decodes them
-    assert kwargs["execution_id"] == "{{ params.execution_id }}" and kwargs["end_in_triggerer"]["returns"] == "summary"
-    assert not loaded.get_task("poke").start_from_trigger and not loaded.get_task("secret").start_from_trigger
-    assert not loaded.get_task("pulls").start_from_trigger
+    assert kwargs["execution_id"] == 7 and kwargs["pipeline_id"] == "build" and kwargs["end_in_triggerer"]["returns"] == "summary"
+    assert not any(loaded.get_task(t).start_from_trigger for t in ("poke", "secret", "templated"))
     assert loaded.get_task("secret").start_trigger_args is None  # encrypted answers never go into trigger kwargs

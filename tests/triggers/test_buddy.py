@@ -15,6 +15,7 @@ from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
 from tests.conftest import TOKEN, LogCapture
 
 pytestmark = pytest.mark.usefixtures("buddy_conn")
+MAX_IN_FLIGHT_ENV = "AIRFLOW__BUDDY__TRIGGERER_MAX_IN_FLIGHT"
 
 GATE = [
     {"id": 20, "name": "Deploy staging", "type": "BUILD", "duration": 1},
@@ -318,9 +319,7 @@ async def test_one_pooled_client_per_connection(emulator: BuddyEmulator) -> None
 
 
 async def test_reads_in_flight_are_capped_by_the_triggerers_setting(emulator: BuddyEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """BUDDY_TRIGGERER_MAX_IN_FLIGHT=2: six triggers' reads, each answered after 0.3 s, go out two at a time."""
-    from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV
-
+    """[buddy] triggerer_max_in_flight = 2: six triggers' reads, each answered after 0.3 s, go out two at a time."""
     monkeypatch.setenv(MAX_IN_FLIGHT_ENV, "2")
     emulator.add_pipeline(
         project="web", pipeline_id=6, identifier="quick", actions=[{"id": 1, "name": "Noop", "type": "BUILD", "duration": 0}]
@@ -335,20 +334,23 @@ async def test_reads_in_flight_are_capped_by_the_triggerers_setting(emulator: Bu
     assert all(later - earlier >= 0.25 for earlier, later in zip(arrivals, arrivals[2:], strict=False))
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", 10), ("32", 32), (" 1 ", 1)])
-def test_max_in_flight_setting(monkeypatch: pytest.MonkeyPatch, raw: str, expected: int) -> None:
-    from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV, max_in_flight
+@pytest.mark.parametrize(("raw", "expected"), [(None, 10), ("32", 32), (" 1 ", 1)])
+def test_max_in_flight_setting(monkeypatch: pytest.MonkeyPatch, raw: str | None, expected: int) -> None:
+    from airflow_provider_buddy.triggers._poller import max_in_flight
 
-    monkeypatch.setenv(MAX_IN_FLIGHT_ENV, raw)
+    if raw is None:
+        monkeypatch.delenv(MAX_IN_FLIGHT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(MAX_IN_FLIGHT_ENV, raw)
     assert max_in_flight() == expected
 
 
 @pytest.mark.parametrize("raw", ["0", "-3", "ten", "1001"])
 def test_max_in_flight_setting_refuses_nonsense(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
-    from airflow_provider_buddy.triggers._poller import MAX_IN_FLIGHT_ENV, max_in_flight
+    from airflow_provider_buddy.triggers._poller import max_in_flight
 
     monkeypatch.setenv(MAX_IN_FLIGHT_ENV, raw)
-    with pytest.raises(ValueError, match=f"{MAX_IN_FLIGHT_ENV} must be a whole number from 1 to 1000, got '{raw}'"):
+    with pytest.raises(ValueError, match=rf"\[buddy\] triggerer_max_in_flight must be a whole number from 1 to 1000, got '{raw.strip()}'"):
         max_in_flight()
 
 
@@ -411,23 +413,20 @@ def test_how_the_wait_ends_survives_serialization() -> None:
     assert rebuilt.end_in_triggerer == end and rebuilt.resume_not_before == 123.5
 
 
-async def test_a_task_started_in_the_triggerer_hands_unrendered_arguments_that_run_resolves(emulator: BuddyEmulator) -> None:
-    """start_from_trigger: Airflow builds the trigger from the sensor's unrendered kwargs, renders the templated ones
-    into it, then runs it. run() resolves them (a pipeline identifier looked up once) and ends the task there, with
-    the link the task never stored itself."""
+async def test_a_task_started_in_the_triggerer_hands_its_arguments_that_run_resolves(emulator: BuddyEmulator) -> None:
+    """start_from_trigger: Airflow builds the trigger from the sensor's kwargs (as the serialized DAG holds them) and
+    runs it. run() resolves them (a pipeline identifier looked up once) and ends the task there, with the link the
+    task never stored itself."""
     from airflow.triggers.base import TaskSuccessEvent
 
     from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 
     run = emulator.start_execution("web", 1)
-    sensor = BuddyExecutionSensor(
-        task_id="s", project_name="web", pipeline_id="{{ params.pipeline }}", execution_id="{{ params.execution }}", deferrable=True
-    )
+    sensor = BuddyExecutionSensor(task_id="s", project_name="web", pipeline_id="build", execution_id=str(run["id"]), deferrable=True)
     assert sensor.start_from_trigger is True
     args = sensor.start_trigger_args
     assert args.next_method == "execute_complete" and args.trigger_kwargs["end_in_triggerer"]["returns"] == "summary"
     trig = BuddyExecutionTrigger(**{**args.trigger_kwargs, "poll_interval": 0.05})
-    trig.pipeline_id, trig.execution_id = "build", str(run["id"])  # what Airflow renders into it in the triggerer
     event = await raw_event(trig)
     assert isinstance(event, TaskSuccessEvent)
     xcoms = event.xcoms or {}

@@ -1,7 +1,9 @@
-"""The shared poller's own HTTP/1.1 transport and short GET path, its gate, pacing and shared reads.
+"""The shared poller's aiohttp-backed transport and short GET path, its error mapping, gate, pacing and shared reads.
 
 Scripted servers on 127.0.0.1 answer exactly the bytes each test needs (framing, stale connections,
-timeouts, TLS), so every branch of the transport is exercised against real sockets.
+timeouts, TLS, connections dropped or reset at a chosen moment), so every error the transport maps is
+provoked against real sockets; the emulator's faults show what each mapping means for a write (sent
+again or never).
 """
 
 from __future__ import annotations
@@ -12,18 +14,28 @@ import gzip
 import ipaddress
 import json
 import selectors
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
+from airflow_provider_buddy.exceptions import BuddyError
+from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS
+from airflow_provider_buddy.hooks._http import HttpCore
+from airflow_provider_buddy.hooks.buddy import BuddyHook
+from airflow_provider_buddy.testing import Fault
 from airflow_provider_buddy.triggers import _transport
 from airflow_provider_buddy.triggers._poller import SharedPoller, _Gate
-from airflow_provider_buddy.triggers._transport import Http11Transport, LeanClient, lean_transport_allowed
+from airflow_provider_buddy.triggers._transport import AiohttpTransport, PollingClient, aiohttp_transport_allowed
+from tests.conftest import fast_settings
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 BODY = json.dumps({"id": 7, "status": "INPROGRESS", "pad": "x" * 3000}).encode()
@@ -69,9 +81,9 @@ def answer(body: bytes = BODY, status: bytes = b"200 OK", headers: bytes = b"Con
     return b"HTTP/1.1 " + status + b"\r\n" + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
-def client(port: int, scheme: str = "http", **kwargs: Any) -> tuple[LeanClient, Http11Transport, str]:
-    transport = Http11Transport(**kwargs)
-    return LeanClient(transport=transport, timeout=5.0), transport, f"{scheme}://127.0.0.1:{port}/workspaces/acme/executions/7"
+def client(port: int, scheme: str = "http", host: str = "127.0.0.1", **kwargs: Any) -> tuple[PollingClient, AiohttpTransport, str]:
+    transport = AiohttpTransport(**kwargs)
+    return PollingClient(transport=transport, timeout=5.0), transport, f"{scheme}://{host}:{port}/workspaces/acme/executions/7"
 
 
 HEADERS = {"Authorization": "Bearer tok", "Accept": "application/json"}
@@ -94,7 +106,7 @@ async def test_short_get_path_content_length_and_keep_alive() -> None:
         await lean.aclose()
     assert server.connections == 1 and transport.connections_opened == 1
     first = server.requests[0]
-    assert first.startswith(b"GET /workspaces/acme/executions/7 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert first.startswith(b"GET /workspaces/acme/executions/7 HTTP/1.1\r\n") and f"Host: 127.0.0.1:{server.port}\r\n".encode() in first
     assert b"Authorization: Bearer tok\r\n" in first and b"Accept: application/json\r\n" in first and b"Cookie" not in first
 
 
@@ -227,7 +239,7 @@ async def test_read_timeout_connect_error_and_garbage() -> None:
 
     async with scripted(garbage) as server:
         lean, _, url = client(server.port)
-        with pytest.raises(httpx.RemoteProtocolError, match="not an HTTP/1.1 answer"):
+        with pytest.raises(httpx.RemoteProtocolError, match="not a valid HTTP/1.1 answer"):
             await lean.request("GET", url, headers=HEADERS, timeout=5.0)
         await lean.aclose()
 
@@ -238,7 +250,7 @@ async def test_read_timeout_connect_error_and_garbage() -> None:
 
     async with scripted(bad_chunk) as server:
         lean, _, url = client(server.port)
-        with pytest.raises(httpx.RemoteProtocolError, match="invalid chunk size"):
+        with pytest.raises(httpx.RemoteProtocolError, match="chunk size"):
             await lean.request("GET", url, headers=HEADERS, timeout=5.0)
         await lean.aclose()
 
@@ -249,7 +261,7 @@ async def test_read_timeout_connect_error_and_garbage() -> None:
 
     async with scripted(cut) as server:
         lean, _, url = client(server.port)
-        with pytest.raises(httpx.RemoteProtocolError, match="middle of the answer"):
+        with pytest.raises(httpx.RemoteProtocolError, match="broke off in the middle"):
             await lean.request("GET", url, headers=HEADERS, timeout=5.0)
         port = server.port
         await lean.aclose()
@@ -271,6 +283,207 @@ async def test_closed_client_refuses_like_httpx() -> None:
     await lean.aclose()
     with pytest.raises(RuntimeError):
         await lean.request("GET", url, headers=HEADERS, timeout=5.0)
+
+
+# ---- error mapping: only a failure that proves the request never left may read as "never sent" ----------
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # what HttpCore.transport_failure reads as "never opened"
+
+
+def may_have_been_sent(error: BaseException) -> bool:
+    return isinstance(error, httpx.TransportError) and not isinstance(error, NEVER_SENT)
+
+
+async def test_dns_failure_and_refused_connection_are_connect_errors() -> None:
+    lean, _, url = client(443, host="does-not-exist.invalid")
+    with pytest.raises(httpx.ConnectError) as dns:
+        await lean.post(url, json={})
+    await lean.aclose()
+    assert isinstance(dns.value.__cause__, aiohttp.ClientConnectorDNSError)
+
+    async def nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        return None
+
+    async with scripted(nothing) as server:
+        port = server.port
+    lean, _, url = client(port)  # the listener is gone: refused
+    with pytest.raises(httpx.ConnectError) as refused:
+        await lean.patch(url, json={})
+    await lean.aclose()
+    assert type(refused.value.__cause__) is aiohttp.ClientConnectorError
+
+
+async def test_connect_timeout_before_the_connection_is_made_is_a_connect_timeout() -> None:
+    """The TCP connection opens but the TLS handshake never completes: nothing of the request was sent."""
+    received: list[bytes] = []
+
+    async def silent_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        received.append(await reader.read(65536))  # the ClientHello, never answered
+        await asyncio.sleep(3)
+
+    async with scripted(silent_tls) as server:
+        lean, _, url = client(server.port, "https")
+        with pytest.raises(httpx.ConnectTimeout) as info:
+            await lean.post(url, json={"operation": "APPLY"}, timeout=0.3)
+        await lean.aclose()
+    assert isinstance(info.value.__cause__, aiohttp.ConnectionTimeoutError)
+    assert received and received[0][:1] == b"\x16"  # a TLS record: no HTTP request ever reached the server
+    assert server.requests == []
+
+
+async def test_waiting_for_a_pooled_connection_too_long_is_a_pool_timeout() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        await release.wait()
+        writer.write(answer())
+        await writer.drain()
+
+    async with scripted(slow) as server:
+        lean, _, url = client(server.port, limits=httpx.Limits(max_connections=1))
+        holder = asyncio.create_task(lean.request("GET", url, headers=HEADERS, timeout=5.0))
+        while not server.requests:
+            await asyncio.sleep(0.01)
+        with pytest.raises(httpx.PoolTimeout):
+            await lean.post(url, json={}, timeout=httpx.Timeout(5.0, pool=0.2))
+        release.set()
+        assert (await holder).status_code == 200
+        await lean.aclose()
+    assert len(server.requests) == 1  # the POST never left
+
+
+async def read_then(reader: asyncio.StreamReader, server: Scripted) -> None:
+    await server.read_request(reader)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "PUT", "DELETE"])
+async def test_connection_closed_after_the_request_was_written_is_not_never_sent(method: str) -> None:
+    """ServerDisconnectedError after the request left: RemoteProtocolError, and the transport never sends it again."""
+
+    async def close_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+
+    async with scripted(close_unanswered) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.RemoteProtocolError) as info:
+            await lean.request(method, url, json={"operation": "CANCEL"})
+        await lean.aclose()
+    assert isinstance(info.value.__cause__, aiohttp.ServerDisconnectedError) and may_have_been_sent(info.value)
+    assert len(server.requests) == 1 and server.connections == 1
+
+
+async def test_answer_cut_short_after_the_request_was_written_is_a_protocol_error() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"id": 7')
+        await writer.drain()
+
+    async with scripted(cut) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.RemoteProtocolError) as info:
+            await lean.post(url, json={})
+        await lean.aclose()
+    assert isinstance(info.value.__cause__, aiohttp.ClientPayloadError) and may_have_been_sent(info.value)
+    assert len(server.requests) == 1
+
+
+async def test_no_answer_in_time_after_the_request_was_written_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        await asyncio.sleep(3)
+
+    async with scripted(silent) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.ReadTimeout) as info:
+            await lean.patch(url, json={}, timeout=0.3)
+        await lean.aclose()
+    assert isinstance(info.value.__cause__, asyncio.TimeoutError) and may_have_been_sent(info.value)
+    assert len(server.requests) == 1
+
+
+async def test_reset_after_the_request_was_written_is_a_read_error() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        writer.transport.abort()
+
+    async with scripted(reset) as server:
+        lean, _, url = client(server.port)
+        with pytest.raises(httpx.ReadError) as info:
+            await lean.post(url, json={})
+        await lean.aclose()
+    assert isinstance(info.value.__cause__, aiohttp.ClientOSError) and may_have_been_sent(info.value)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            aiohttp.ClientConnectorDNSError(
+                ConnectionKey("h", 443, True, True, None, None, None), OSError(-2, "Name or service not known")
+            ),
+            httpx.ConnectError,
+        ),
+        (
+            aiohttp.ClientConnectorError(ConnectionKey("h", 443, True, True, None, None, None), ConnectionRefusedError(111, "refused")),
+            httpx.ConnectError,
+        ),
+        (aiohttp.ConnectionTimeoutError("Connection timeout to host"), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx.ReadTimeout),
+        (asyncio.TimeoutError(), httpx.ReadTimeout),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), httpx.RemoteProtocolError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.WriteError),
+        (aiohttp.ServerFingerprintMismatch(b"a", b"b", "h", 443), httpx.ReadError),
+        (aiohttp.ClientError("anything else"), httpx.ReadError),
+    ],
+)
+def test_error_map(error: BaseException, expected: type[httpx.TransportError]) -> None:
+    mapped = _transport.map_error(error)
+    assert type(mapped) is expected and mapped.__cause__ is error
+
+
+async def test_writes_are_never_sent_again_once_they_may_have_reached_the_server(emulator: Any) -> None:
+    """Through the triggerer's shared client and the hook's retry rules: dropped or late answers to a run (POST) or a
+    cancel (PATCH) end in an error that says it was not sent again; a refused connection is retried."""
+    poller = SharedPoller()
+    settings = fast_settings(emulator.url, timeout=0.5)
+    shared = poller.client(settings, HttpCore(settings, BUDDY_ERRORS))
+    assert isinstance(shared, PollingClient)
+    hook = BuddyHook(settings=settings, async_client=shared)
+    try:
+        run = await hook.arun_pipeline("web", 1)
+        for fault in (
+            Fault(kind="drop", method="POST", when="after"),  # the run was created, the answer lost
+            Fault(kind="drop", method="POST", when="before"),  # the request reached the server, which closed it
+            Fault(kind="delay", delay=1.5, method="POST", when="after"),  # no answer in time
+        ):
+            emulator.clear_faults()
+            emulator.add_fault(fault)
+            before = len(emulator.requests_to("POST", r"/executions$"))
+            with pytest.raises(BuddyError, match="not sent again"):
+                await hook.arun_pipeline("web", 1)
+            await asyncio.sleep(fault.delay)
+            assert len(emulator.requests_to("POST", r"/executions$")) == before + 1, fault
+        emulator.clear_faults()
+        emulator.add_fault(Fault(kind="drop", method="PATCH", when="after"))
+        with pytest.raises(BuddyError, match="not sent again"):
+            await hook.acancel_execution("web", 1, run.id)
+        assert len(emulator.requests_to("PATCH", rf"/executions/{run.id}$")) == 1
+    finally:
+        await poller.close()
+
+    nowhere = fast_settings("http://127.0.0.1:9", max_retries=2)
+    poller = SharedPoller()
+    refused = BuddyHook(settings=nowhere, async_client=poller.client(nowhere, HttpCore(nowhere, BUDDY_ERRORS)))
+    try:
+        with pytest.raises(BuddyError, match="failed after retries: ConnectError"):  # never sent: retried like a read
+            await refused.arun_pipeline("web", 1)
+    finally:
+        await poller.close()
 
 
 # ---- TLS -------------------------------------------------------------------------------------------
@@ -323,16 +536,37 @@ async def test_tls_trusts_the_given_ca_and_refuses_others(tmp_path: Path) -> Non
 
 
 # ---- choosing the transport ---------------------------------------------------------------------------
+TRANSPORT_SETTING = "AIRFLOW__BUDDY__HTTP_TRANSPORT"  # [buddy] http_transport
+
+
 def test_proxies_and_the_switch_keep_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", _transport.TRANSPORT_ENV):
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", TRANSPORT_SETTING):
         monkeypatch.delenv(name, raising=False)
-    assert lean_transport_allowed("https://api.buddy.works")
+    assert aiohttp_transport_allowed("https://api.buddy.works")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    assert not lean_transport_allowed("https://api.buddy.works")
+    assert not aiohttp_transport_allowed("https://api.buddy.works")
     monkeypatch.setenv("NO_PROXY", "api.buddy.works")
-    assert lean_transport_allowed("https://api.buddy.works")
-    monkeypatch.setenv(_transport.TRANSPORT_ENV, "httpx")
-    assert not lean_transport_allowed("https://api.buddy.works")
+    assert aiohttp_transport_allowed("https://api.buddy.works")
+    monkeypatch.setenv(TRANSPORT_SETTING, "httpx")
+    assert not aiohttp_transport_allowed("https://api.buddy.works")
+
+
+async def test_the_poller_client_is_aiohttp_backed_unless_switched_off_or_proxied(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", TRANSPORT_SETTING):
+        monkeypatch.delenv(name, raising=False)
+    settings = fast_settings("https://api.buddy.works")
+    core = HttpCore(settings, BUDDY_ERRORS)
+    poller = SharedPoller()
+    chosen = poller.client(settings, core)
+    assert isinstance(chosen, PollingClient) and not chosen.follow_redirects
+    await poller.close()
+    for variable, value in ((TRANSPORT_SETTING, "httpx"), ("HTTPS_PROXY", "http://proxy.example:3128")):
+        with monkeypatch.context() as patched:
+            patched.setenv(variable, value)
+            poller = SharedPoller()
+            escape = poller.client(settings, core)
+            assert type(escape) is httpx.AsyncClient and not escape.follow_redirects  # httpx's own transport (and its proxy support)
+            await poller.close()
 
 
 # ---- the gate, pacing, shared reads ---------------------------------------------------------------------
