@@ -62,10 +62,11 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable and every argument is literal, start the wait straight in the
+    :param start_from_trigger: when deferrable and no argument pulls an XCom, start the wait straight in the
         triggerer (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on
-        a worker first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them), nor
-        with encrypted approval answers.
+        a worker first). Templates such as ``{{ params.execution_id }}`` are rendered there; an XComArg, a ``@dag``
+        parameter or a template using ``xcom_pull`` (Airflow 3.3's triggerer cannot pull XComs) starts the task on a
+        worker, which resolves and checks it, then defers; so do encrypted approval answers.
     """
 
     wait_returns = "summary"
@@ -110,8 +111,8 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.check_given_arguments("execution_id", "approval_variables")
         check_bool(start_from_trigger, "start_from_trigger")
         self._approved: set[str] = set()
-        literal = startable_in_triggerer(project_name, pipeline_id, execution_id, workspace, approval_variables)
-        if start_from_trigger and self.deferrable and literal and _plain_answers(approval_variables):
+        startable = startable_in_triggerer(project_name, pipeline_id, execution_id, workspace, approval_variables)
+        if start_from_trigger and self.deferrable and startable and _plain_answers(approval_variables):
             self.start_from_trigger = True
             self.start_trigger_args = self._start_in_triggerer()
 

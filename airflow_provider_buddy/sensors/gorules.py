@@ -47,9 +47,10 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable and the ids are literal, start the wait straight in the triggerer
+    :param start_from_trigger: when deferrable and neither id pulls an XCom, start the wait straight in the triggerer
         (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker
-        first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them).
+        first). An XComArg, a ``@dag`` parameter or a template using ``xcom_pull`` (Airflow 3.3's triggerer cannot pull
+        XComs) starts the task on a worker, which resolves and checks it, then defers.
     """
 
     wait_returns = "summary"

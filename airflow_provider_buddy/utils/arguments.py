@@ -48,6 +48,25 @@ def resolved_later(value: Any) -> bool:
     return is_template(value) or _holds_resolvable(value)
 
 
+def pulls_xcom(value: Any, depth: int = 0) -> bool:
+    """
+    True when ``value`` may need an XCom (or anything else only a worker resolves) to become known: a value Airflow
+    resolves when rendering (an ``XComArg``, a ``@dag`` parameter, a mapped task group's argument), or a Jinja template
+    that mentions ``xcom``; also inside a list or dict (Airflow renders and resolves those item by item).
+    """
+    if _resolvable(value):
+        return True
+    if isinstance(value, str):
+        return is_template(value) and "xcom" in value.lower()
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return any(pulls_xcom(item, depth + 1) for item in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(pulls_xcom(item, depth + 1) for item in value)
+    return False
+
+
 def optional(check: Check) -> Check:
     """``check``, letting None through."""
 

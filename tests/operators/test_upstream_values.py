@@ -29,7 +29,7 @@ from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, G
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
 from airflow_provider_buddy.testing import BuddyEmulator
-from airflow_provider_buddy.utils.arguments import resolved_later
+from airflow_provider_buddy.utils.arguments import pulls_xcom, resolved_later
 from tests.airflow_support import HitlResponder, rendered_fields, run_dag, states, xcom
 from tests.conftest import FAST_EXTRA, TOKEN, WORKSPACE, LogCapture
 from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture  # noqa: F401
@@ -454,17 +454,54 @@ def test_wrong_values_from_upstream_fail_naming_the_parameter_before_anything_is
 
 
 def test_deferrable_sensors_given_output_start_on_a_worker_which_resolves_it() -> None:
-    """Airflow 3.3's triggerer cannot pull XComs, so a sensor given ``.output`` does not start in the triggerer (it
-    starts on a worker, resolves the value, checks it, then defers); one given literals does."""
+    """
+    Airflow 3.3's triggerer cannot pull XComs, so a sensor given ``.output`` (or a ``@dag`` parameter, or an XCom
+    anywhere inside a list or dict, such as the approval answers) does not start in the triggerer: it starts on a
+    worker, resolves the value, checks it, then defers. One given literals, or templates that pull no XCom, does.
+    """
+    from airflow.sdk import dag as dag_decorator
     from airflow.serialization.serialized_objects import DagSerialization
 
-    with DAG(dag_id=f"start_on_a_worker_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+    @dag_decorator(dag_id=f"start_on_a_worker_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1))
+    def pipeline(execution: int = 7) -> None:
         run = BuddyRunPipelineOperator(task_id="run", project_name="web", pipeline_id=1, wait_for_completion=False)
         deploy = GoRulesDeployReleaseOperator(task_id="deploy", project_id="p", release_id="r", environment_id="e")
         BuddyExecutionSensor(task_id="sense", project_name="web", pipeline_id=1, execution_id=run.output, deferrable=True)
         GoRulesRunSensor(task_id="rollout", project_id="p", run_id=deploy.output, deferrable=True)
+        BuddyExecutionSensor(task_id="param", project_name="web", pipeline_id=1, execution_id=execution, deferrable=True)
+        pulled = {"key": "NOTES", "value": "{{ ti.xcom_pull(task_ids='run', key='notes') }}"}
+        given = {"key": "NOTES", "value": run.output}
+        for task_id, answers in (("pulled", [pulled]), ("given", [given]), ("listed", [{"key": "A", "value": "x"}, given])):
+            BuddyExecutionSensor(
+                task_id=task_id, project_name="web", pipeline_id=1, execution_id=7, deferrable=True, on_approval="approve",
+                approval_variables=answers,
+            )  # fmt: skip
+        GoRulesRunSensor(task_id="pull_template", project_id="p", run_id="{{ ti.xcom_pull('deploy') }}", deferrable=True)
         BuddyExecutionSensor(task_id="literal", project_name="web", pipeline_id=1, execution_id=7, deferrable=True)
+        BuddyExecutionSensor(
+            task_id="params", project_name="web", pipeline_id="{{ params.pipeline }}", execution_id=7, deferrable=True,
+            on_approval="approve", approval_variables=[{"key": "NOTES", "value": "{{ params.notes }}"}],
+        )  # fmt: skip
+
+    dag = pipeline()
     loaded = DagSerialization.from_dict(DagSerialization.to_dict(dag))
-    assert not loaded.get_task("sense").start_from_trigger and not loaded.get_task("rollout").start_from_trigger
-    assert loaded.get_task("literal").start_from_trigger
+    on_a_worker = ("sense", "rollout", "param", "pulled", "given", "listed", "pull_template")
+    assert [t for t in on_a_worker if loaded.get_task(t).start_from_trigger] == []
+    assert loaded.get_task("literal").start_from_trigger and loaded.get_task("params").start_from_trigger
     assert dag.get_task("sense").upstream_task_ids == {"run"} and dag.get_task("rollout").upstream_task_ids == {"deploy"}
+    assert dag.get_task("given").upstream_task_ids == {"run"} and dag.get_task("listed").upstream_task_ids == {"run"}
+
+
+def test_pulls_xcom() -> None:
+    with DAG(dag_id=f"pulls_{next(_ids)}", schedule=None, start_date=datetime(2026, 1, 1)):
+
+        @task
+        def value() -> int:
+            return 1
+
+        result = value()
+    pull = "{{ ti.xcom_pull('x') }}"
+    for pulls in (result, result["key"], pull, "{{ task_instance.XCOM_PULL('x') }}", [1, {"A": pull}], {"A": [result]}):
+        assert pulls_xcom(pulls), pulls
+    for not_pulling in (1, "xcom", "{{ params.x }}", ["{{ params.x }}"], {"xcom": "{{ ds }}"}, None, Path("/tmp")):
+        assert not pulls_xcom(not_pulling), not_pulling
