@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk import XComArg
 
 from airflow_provider_buddy.testing import DEMO_SCENARIO, BuddyEmulator
+from airflow_provider_buddy.utils.arguments import pulls_xcom
 from tests.airflow_support import HitlResponder, run_dag, states, xcom
 from tests.conftest import TOKEN, WORKSPACE, LogCapture, connection_json
 
@@ -56,9 +58,13 @@ def test_examples_parse_fast_and_are_documented(name: str) -> None:
     dag = load(name)
     assert time.perf_counter() - started < 1.0
     assert dag.dag_id == name and dag.doc_md is None and len((EXAMPLES / f"{name}.py").read_text().split('"""')[1]) > 200
-    for op in dag.tasks:  # ids come from .output: Airflow set the dependency, and nothing reads XCom through a template
-        if hasattr(op, "execution_id"):
-            assert not isinstance(op.execution_id, str) and op.execution_id.operator.task_id in op.upstream_task_ids
+    for op in dag.tasks:  # an id from upstream comes from .output (Airflow sets the dependency): no template reads XCom
+        for value in (getattr(op, field) for field in op.template_fields):
+            assert not (isinstance(value, str) and pulls_xcom(value)), (op.task_id, value)
+        if name == "buddy_wait_for_execution":  # a run started elsewhere: its id is the DAG run's parameter
+            assert getattr(op, "execution_id", "{{ params.execution_id }}") == "{{ params.execution_id }}"
+        elif hasattr(op, "execution_id"):
+            assert isinstance(op.execution_id, XComArg) and op.execution_id.operator.task_id in op.upstream_task_ids
 
 
 def test_release_approved(demo: BuddyEmulator, airflow_api: Any) -> None:
