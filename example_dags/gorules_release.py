@@ -30,10 +30,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
+from airflow_provider_buddy.operators.hitl import HeldHITLBranchOperator
 from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
 
 PROJECT = "{{ params.project_id }}"
@@ -74,7 +74,7 @@ with DAG(
             "Promote: wait for it to complete (approve the review in the BRMS). Reject: cancel it."
         )
 
-    gate = HITLBranchOperator(
+    gate = HeldHITLBranchOperator(
         task_id="gate",
         subject="Promote GoRules release {{ params.release_id }}?",
         body=gate_text(deploy.output["summary"]),

@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airflow.sdk import conf as conf
+    from airflow.sdk.exceptions import AirflowFailException as AirflowFailException
 else:
     try:
         from airflow.sdk import conf
     except ImportError:  # pragma: no cover - Airflow before airflow.sdk exported conf
         from airflow.configuration import conf
+    try:  # a task failing with it is not retried
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # pragma: no cover - Airflow 3.1's task runner reads the core one
+        from airflow.exceptions import AirflowFailException
 
-__all__ = ["conf"]
+__all__ = ["AirflowFailException", "conf"]

@@ -266,11 +266,18 @@ class ManagedProcess:
         self._kill_rest(set(self._descendants()))
 
     def _kill_rest(self, family: set[int]) -> None:
+        """SIGKILL ``family`` and the session, again until none of it is left: a dag-processor or a scheduler forks
+        children all the time, and one forked between the listing and its parent's death would outlive it."""
         assert self.process is not None
-        family |= set(self._descendants()) | set(self._session_pids())
-        for pid in family:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:
+            family = {pid for pid in family | set(self._descendants()) | set(self._session_pids()) if not reaper.is_zombie(pid)}
+            if not family or time.monotonic() > deadline:
+                break
+            for pid in family:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
 

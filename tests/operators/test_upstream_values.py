@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from airflow_provider_buddy.operators.buddy import (
     BuddyClearPipelineCacheOperator,
     BuddyRetryExecutionOperator,
     BuddyRunPipelineOperator,
+    BuddyRunScheduledExecutionOperator,
 )
 from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
@@ -44,6 +45,7 @@ FROM_UPSTREAM: dict[type, set[str]] = {
     BuddyRunPipelineOperator: TARGET | REQUEST | {"variables", "approval_variables", "actions_to_run"},
     BuddyExecutionSensor: EXECUTION | {"approval_variables"},
     BuddyRetryExecutionOperator: EXECUTION | {"approval_variables"},
+    BuddyRunScheduledExecutionOperator: EXECUTION | {"approval_variables"},
     BuddyCancelExecutionOperator: EXECUTION,
     BuddyApproveExecutionOperator: EXECUTION | {"variables"},
     BuddyClearPipelineCacheOperator: TARGET,
@@ -229,6 +231,20 @@ def buddy_dag() -> DAG:
         gate_run = BuddyRunPipelineOperator(task_id="gate_run", pipeline_id=g["gate"], on_approval="succeed", **target, **fast)
         BuddyApprovalOperator(task_id="gate", pipeline_id=g["gate"], execution_id=gate_run.output, **target)
         BuddyClearPipelineCacheOperator(task_id="clear", pipeline_id=g["build"], **target)
+        later = datetime.now(timezone.utc) + timedelta(days=3)
+        scheduled = BuddyRunPipelineOperator(
+            task_id="scheduled", pipeline_id=g["notes"], delay_until=later, wait_for_completion=False, **target, **fast
+        )
+        BuddyRunScheduledExecutionOperator(
+            task_id="start_now",
+            pipeline_id=g["notes"],
+            execution_id=scheduled.output,
+            wait_for_completion=True,
+            on_approval="approve",
+            approval_variables=g["answers"],
+            **target,
+            **fast,
+        )
     return dag
 
 
@@ -246,6 +262,8 @@ BUDDY_UPSTREAM = {
     "gate_run": {"given"},
     "gate": {"given", "gate_run"},
     "clear": {"given"},
+    "scheduled": {"given"},
+    "start_now": {"given", "scheduled"},
 }
 
 
@@ -314,7 +332,9 @@ def test_buddy_arguments_from_upstream_run(pipelines: BuddyEmulator, airflow_api
     dag_run = run_dag(dag)
     responder.join()
     assert set(states(dag_run).values()) == {"success"}, states(dag_run)
-    assert all(r.path.startswith(f"/workspaces/{WORKSPACE}/projects/web/") for r in emulator.requests)
+    # pipelines by identifier: one lookup in the workspace (GET /identifiers?project=web&pipeline=...)
+    elsewhere = [r.path for r in emulator.requests if not r.path.startswith(f"/workspaces/{WORKSPACE}/projects/web/")]
+    assert elsewhere and set(elsewhere) == {f"/workspaces/{WORKSPACE}/identifiers"}, elsewhere
 
     posts = {r.json.get("comment", "").split(" [airflow:")[0]: r.json for r in emulator.requests_to("POST", r"/pipelines/3/executions$")}
     assert posts["Release 2.0"] == {
@@ -340,6 +360,8 @@ def test_buddy_arguments_from_upstream_run(pipelines: BuddyEmulator, airflow_api
     assert sent("asking") == [answer]  # the approve operator's variables
     assert sent("by_tag") == [{"operation": "CANCEL"}, {"operation": "RETRY"}, answer]  # cancel, then retry with its answers
     assert sent("gate_run") == [{"operation": "APPLY"}]  # the approval gate, answered in Airflow
+    assert sent("scheduled") == [{"operation": "RUN_DELAYED"}, answer]  # started now, then its prompt answered
+    assert xcom(dag_run, "start_now") == xcom(dag_run, "scheduled")
     assert xcom(dag_run, "sense")["execution_id"] == xcom(dag_run, "ask") and xcom(dag_run, "retry") == xcom(dag_run, "by_tag")
     assert xcom(dag_run, "gate", "buddy_decision")["execution_id"] == xcom(dag_run, "gate_run")
     assert emulator.cache_clears("web", 1) == 1
@@ -401,6 +423,10 @@ def test_wrong_values_from_upstream_fail_naming_the_parameter_before_anything_is
             (
                 BuddyRetryExecutionOperator(task_id="retry_answers", execution_id=1, approval_variables=n, **web),
                 "approval_variables: variables must be a dict or a list of {key, value, encrypted} objects, got int",
+            ),
+            (
+                BuddyRunScheduledExecutionOperator(task_id="scheduled_execution_id", execution_id=b, **web),
+                "execution_id must be a positive whole number, got '  '",
             ),
             (
                 BuddyApproveExecutionOperator(task_id="approve_variables", execution_id=1, variables=t, **web),
