@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.providers.standard.triggers.hitl import HITLTrigger
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent  # documented; no sdk/compat alias in 3.1-3.3
 
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.triggers._poller import SharedPoller

@@ -1,18 +1,11 @@
 """The Airflow APIs this provider uses that differ between the Airflow versions it supports (3.1 to 3.3), in one
-place. Everything here is public API (``airflow.sdk`` or the common.compat provider); where a version lacks it, the
-fallback is named in a comment.
+place. Everything here is public API: the common.compat provider resolves each name to where the running Airflow
+keeps it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from airflow.sdk import conf as conf
-else:
-    try:
-        from airflow.sdk import conf
-    except ImportError:  # pragma: no cover - Airflow before airflow.sdk exported conf
-        from airflow.configuration import conf
+# Airflow 3.2+: the Task SDK's configuration (airflow.sdk.conf); 3.1: airflow.configuration.conf (no SDK one yet)
+from airflow.providers.common.compat.sdk import conf
 
 __all__ = ["conf"]
