@@ -45,6 +45,18 @@ def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[st
     return dag.test(**kwargs)
 
 
+def requires_airflow(minimum: str, reason: str) -> Any:
+    """Skip a test on an Airflow older than ``minimum`` (e.g. ``"3.2"``), saying what needs that version."""
+    import airflow
+    import pytest
+    from packaging.version import Version
+
+    running = Version(airflow.__version__)
+    return pytest.mark.skipif(
+        running.release[:2] < Version(minimum).release[:2], reason=f"needs Airflow {minimum}+ (running {running}): {reason}"
+    )
+
+
 def airflow_has_awaiting_input() -> bool:
     """Airflow 3.3+: a human-in-the-loop task waits in the ``awaiting_input`` state with no trigger. Before, Airflow's
     HITL operators defer to ``HITLTrigger``, so a gate needs a triggerer (``dag.test()`` runs it in-process)."""
