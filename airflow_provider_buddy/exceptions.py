@@ -10,6 +10,8 @@ from enum import Enum
 
 from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_provider_buddy.utils.airflow_compat import AirflowFailException
+
 
 class ErrorKind(str, Enum):
     """What went wrong, independent of the service."""
@@ -256,3 +258,19 @@ class GoRulesReviewRequiredError(GoRulesRunError):
 
 class GoRulesWaitTimeoutError(GoRulesRunError):
     """The wait passed its deadline."""
+
+
+class GoRulesChangeRequestError(GoRulesError, AirflowFailException):
+    """
+    A deploy made a change request (the environment requires approval) instead of a run, and the task was told to fail
+    then (``on_change_request='fail'``). Airflow does not retry it: a retry would make another change request.
+
+    :param message: what happened, naming the change request.
+    :param change_request_id: the change request.
+    """
+
+    kind = ErrorKind.CLIENT
+
+    def __init__(self, message: str, *, change_request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.change_request_id = change_request_id

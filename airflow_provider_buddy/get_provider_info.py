@@ -33,7 +33,10 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.hooks.gorules"]},
         ],
         "operators": [
-            {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.operators.gorules"]},
+            {
+                "integration-name": "GoRules BRMS",
+                "python-modules": ["airflow_provider_buddy.operators.gorules", "airflow_provider_buddy.operators.hitl"],
+            },
             {
                 "integration-name": "Buddy.Works",
                 "python-modules": ["airflow_provider_buddy.operators.buddy", "airflow_provider_buddy.operators.approval"],
@@ -48,7 +51,10 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Buddy.Works",
                 "python-modules": ["airflow_provider_buddy.triggers.buddy", "airflow_provider_buddy.triggers.approval"],
             },
-            {"integration-name": "GoRules BRMS", "python-modules": ["airflow_provider_buddy.triggers.gorules"]},
+            {
+                "integration-name": "GoRules BRMS",
+                "python-modules": ["airflow_provider_buddy.triggers.gorules", "airflow_provider_buddy.triggers.hitl"],
+            },
         ],
         "extra-links": ["airflow_provider_buddy.links.BuddyExecutionLink", "airflow_provider_buddy.links.GoRulesRunLink"],
         "config": config_section(),

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.sdk import DAG, Param
 
 from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
+from airflow_provider_buddy.operators.hitl import HeldHITLBranchOperator
 from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
 
 PROJECT = "{{ params.project_id }}"
@@ -59,7 +59,7 @@ with DAG(
         execution_timeout=timedelta(hours=1),
     )
 
-    gate = HITLBranchOperator(
+    gate = HeldHITLBranchOperator(
         task_id="gate",
         subject="Promote GoRules release {{ params.release_id }}?",
         body=(

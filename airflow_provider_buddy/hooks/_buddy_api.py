@@ -24,6 +24,7 @@ from airflow_provider_buddy.models.buddy import (
     ActionExecution,
     ActionLogs,
     Execution,
+    IdentifierLookup,
     Pipeline,
     RunPipelineRequest,
     Variable,
@@ -46,14 +47,22 @@ BUDDY_ERRORS = ErrorFamily(
     hints={
         ErrorKind.AUTHENTICATION: "Check the Buddy connection's token: it may be wrong, expired or IP-restricted",
         ErrorKind.PERMISSION: (
-            "Check that the API is enabled in the workspace and that the token has the scope this call needs "
-            "(EXECUTION_INFO to read runs, EXECUTION_RUN to run/cancel/retry/approve, EXECUTION_MANAGE to clear caches)"
+            "Check that the API is enabled in the workspace and that the token has the scope this call needs: WORKSPACE "
+            "for every call (and alone for identifier lookups), plus, by the classic names, EXECUTION_INFO to read runs "
+            "and pipelines, EXECUTION_RUN to run/cancel/retry/approve, EXECUTION_MANAGE to clear caches; by the newer "
+            "names, PIPELINE_READ to read, PIPELINE_RUN to run/cancel/retry/approve, PIPELINE_WRITE or PIPELINE_MANAGE "
+            "to clear caches"
         ),
     },
     resource_words=("action_execution", "execution", "pipeline", "project", "workspace"),
 )
 
 MEDIA_TYPE_HEADERS = {"X-Buddy-Media-Type": "buddy.v1.1.0"}
+
+APPROVE_OPERATIONS = ("APPLY", "APPLY_VARIABLES", "SET_VARIABLES", "APPROVE_VT")
+"""The operations that answer a wait for a person (https://buddy.works/docs/api/executions/cancel-retry-approve)."""
+VARIABLES_OPERATIONS = ("APPLY_VARIABLES", "SET_VARIABLES")
+"""The operations that carry ``variables``."""
 
 _PIPELINES = TypeAdapter(list[Pipeline])
 _EXECUTIONS = TypeAdapter(list[Execution])
@@ -163,14 +172,31 @@ class BuddyApi:
         execution_id: int,
         variables: list[Variable] | None,
         action_execution_id: str | int | None,
+        operation: str | None = None,
     ) -> ApiCall[Execution]:
-        """``PATCH .../executions/{id}`` with ``APPLY`` or, given variables, ``APPLY_VARIABLES``."""
-        body: dict[str, Any] = {"operation": "APPLY_VARIABLES" if variables else "APPLY"}
+        """
+        ``PATCH .../executions/{id}`` answering a wait: ``operation`` (``APPLY``, ``APPLY_VARIABLES``, ``SET_VARIABLES``
+        or ``APPROVE_VT``), by default ``APPLY`` or, given variables, ``APPLY_VARIABLES``. ``approve_action_id`` is sent
+        as a string, as documented.
+        """
+        chosen = (operation or ("APPLY_VARIABLES" if variables else "APPLY")).upper()
+        if chosen not in APPROVE_OPERATIONS:
+            raise BuddyConfigurationError(f"operation must be one of {', '.join(APPROVE_OPERATIONS)}, got {operation!r}")
+        if chosen in VARIABLES_OPERATIONS and not variables:
+            raise BuddyConfigurationError(f"{chosen} needs variables (the values the waiting step asks for)")
+        if chosen not in VARIABLES_OPERATIONS and variables:
+            raise BuddyConfigurationError(f"{chosen} takes no variables (only {' and '.join(VARIABLES_OPERATIONS)} do)")
+        body: dict[str, Any] = {"operation": chosen}
         if variables:
             body["variables"] = [v.to_api() for v in variables]
         if action_execution_id is not None:
-            body["approve_action_id"] = action_execution_id
+            body["approve_action_id"] = str(action_execution_id)
         return self._patch_execution(workspace, project_name, pipeline_id, execution_id, body)
+
+    def run_delayed_execution(self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int) -> ApiCall[Execution]:
+        """``PATCH .../executions/{id}`` with ``RUN_DELAYED``: a run scheduled by ``delay_until`` starts now
+        (https://buddy.works/docs/api/runs/update/run-scheduled-execution)."""
+        return self._patch_execution(workspace, project_name, pipeline_id, execution_id, {"operation": "RUN_DELAYED"})
 
     def get_action_execution(
         self, workspace: str | None, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str
@@ -212,6 +238,22 @@ class BuddyApi:
             self._pipeline_path(workspace, project_name, pipeline_id),
             Pipeline.model_validate,
             self._what_pipeline(workspace, project_name, pipeline_id),
+        )
+
+    def lookup_identifiers(
+        self, workspace: str | None, *, project: str | None = None, pipeline: str | None = None, environment: str | None = None
+    ) -> ApiCall[IdentifierLookup]:
+        """``GET /workspaces/{ws}/identifiers?project=&pipeline=&environment=``: ids by human-readable ids (scope
+        WORKSPACE; https://buddy.works/docs/api/platform/workspaces/get-id-by-identifier). A read."""
+        ws = self._ws(workspace)
+        params = {key: value for key, value in (("project", project), ("pipeline", pipeline), ("environment", environment)) if value}
+        named = ", ".join(f"{key} {value!r}" for key, value in params.items()) or "nothing"
+        return ApiCall(
+            "GET",
+            f"workspaces/{_q(ws)}/identifiers",
+            IdentifierLookup.model_validate,
+            f"identifier lookup of {named} (workspace {ws!r})",
+            params=params,
         )
 
     def list_pipelines_page(self, workspace: str | None, project_name: str, page: int, per_page: int) -> ApiCall[Page]:

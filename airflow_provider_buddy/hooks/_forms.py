@@ -57,7 +57,7 @@ BUDDY_FORM: dict[str, Any] = {
         "placeholders": {
             "host": f"{DEFAULT_BUDDY_API_URL} (EU: https://api.eu.buddy.works, on-premises: https://HOST/api)",
             "login": "my-workspace (the workspace's URL handle)",
-            "password": "a personal access token (EXECUTION_INFO, EXECUTION_RUN, EXECUTION_MANAGE, WORKSPACE)",
+            "password": "a personal access token (WORKSPACE, EXECUTION_INFO/PIPELINE_READ, EXECUTION_RUN/PIPELINE_RUN, EXECUTION_MANAGE)",
         },
     },
     "conn-fields": _extra_fields("true, false, or the path of a CA bundle (file or directory) that signed Buddy's certificate."),

@@ -29,7 +29,7 @@ from airflow_provider_buddy.exceptions import (
 from airflow_provider_buddy.hooks._connection import ClientSettings
 from airflow_provider_buddy.hooks._forms import GORULES_CLOUD_HINT
 from airflow_provider_buddy.hooks._http import ApiCall, ErrorFamily, HttpCore, Page, Replay, _Transient
-from airflow_provider_buddy.models.gorules import DeployResult, Paginate, Release, Run
+from airflow_provider_buddy.models.gorules import DeployResult, Environment, Paginate, Release, Run
 from airflow_provider_buddy.utils.arguments import non_empty
 
 GORULES_ERRORS = ErrorFamily(
@@ -51,8 +51,8 @@ GORULES_ERRORS = ErrorFamily(
             "only works on the BRMS instance that issued it (dev, uat and prod each need their own)"
         ),
         ErrorKind.PERMISSION: (
-            "The token has no permission for this project or call: it needs 'releases' to read releases and runs, "
-            "'releases:deploy' to deploy or cancel, 'environments' for environments"
+            "The token has no permission for this project or call (a personal access token is made with 'All projects' "
+            "or chosen projects, and permissions such as Releases: https://docs.gorules.io/reference/api-introduction)"
         ),
     },
     resource_words=("release", "run", "project", "environment"),
@@ -65,6 +65,7 @@ GORULES_RETRYABLE = frozenset({408})
 
 _RUNS = TypeAdapter(list[Run])
 _RELEASES = TypeAdapter(list[Release])
+_ENVIRONMENTS = TypeAdapter(list[Environment])
 
 
 def gorules_api_url(base_url: str) -> str:
@@ -218,4 +219,29 @@ def list_releases_page(project_id: str, page: int, per_page: int = DEFAULT_PER_P
         _page_reader(_RELEASES, page, per_page),
         f"releases of project {project_id}",
         params={"page": page, "perPage": per_page},
+    )
+
+
+def _environments(data: Any) -> list[Environment]:
+    # documented as a bare array (no paging); an object with "results" is read too
+    items = data.get("results") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of environments, got {type(data).__name__}")
+    return _ENVIRONMENTS.validate_python(items)
+
+
+def list_environments(project_id: str) -> ApiCall[list[Environment]]:
+    """``GET /api/projects/{projectId}/environments``: every environment of the project, a bare array
+    (https://docs.gorules.io/api-reference/brms/environment/list-environments)."""
+    return ApiCall("GET", _project(project_id) + "/environments", _environments, f"environments of project {project_id}")
+
+
+def get_release(project_id: str, release_id: str) -> ApiCall[Release]:
+    """``GET /api/projects/{projectId}/releases/{releaseId}``, with its change requests
+    (https://docs.gorules.io/api-reference/brms/release/get-a-release)."""
+    return ApiCall(
+        "GET",
+        _project(project_id) + f"/releases/{_q(require_text(release_id, 'release_id'))}",
+        Release.model_validate,
+        f"release {release_id} of project {project_id}",
     )

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, TypeVar
 
 import httpx
 
-from airflow_provider_buddy.exceptions import BuddyConfigurationError, BuddyError, BuddyNotFoundError
+from airflow_provider_buddy.exceptions import (
+    BuddyApiError,
+    BuddyConfigurationError,
+    BuddyError,
+    BuddyNotFoundError,
+    BuddyPermissionError,
+)
 from airflow_provider_buddy.hooks._base import ApiHookBase, Steps, walk_pages
-from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, BuddyApi
+from airflow_provider_buddy.hooks._buddy_api import BUDDY_ERRORS, MEDIA_TYPE_HEADERS, VARIABLES_OPERATIONS, BuddyApi
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
 from airflow_provider_buddy.hooks._forms import BUDDY_FORM, DEFAULT_BUDDY_API_URL, field_behaviour, form_widgets
 from airflow_provider_buddy.hooks._http import ApiCall, HttpCore
@@ -18,12 +24,14 @@ from airflow_provider_buddy.models.buddy import (
     ActionExecution,
     ActionLogs,
     Execution,
+    IdentifierLookup,
     Pipeline,
     RunPipelineRequest,
     Variable,
     Workspace,
     variables_from,
 )
+from airflow_provider_buddy.models.buddy_status import approve_operations
 from airflow_provider_buddy.utils.arguments import pipeline_ref
 
 if TYPE_CHECKING:
@@ -33,6 +41,13 @@ if TYPE_CHECKING:
 DEFAULT_API_URL = DEFAULT_BUDDY_API_URL
 LOG_PAGE_LIMIT = 1000
 T = TypeVar("T")
+
+
+class WaitAnswer(NamedTuple):
+    """What answering a wait sent: the execution as Buddy answered, and the operation it took."""
+
+    execution: Execution
+    operation: str
 
 
 class FailureDetails(TypedDict):
@@ -237,16 +252,22 @@ class BuddyHook(ApiHookBase):
         variables: Mapping[str, Any] | Sequence[Any] | None = None,
         action_execution_id: str | int | None = None,
         *,
+        operation: str | None = None,
         workspace: str | None = None,
     ) -> Execution:
         """
-        Approve a waiting execution: ``APPLY``, or ``APPLY_VARIABLES`` when variables are given.
+        Answer a waiting execution with one operation: ``APPLY``, ``APPLY_VARIABLES``, ``SET_VARIABLES`` or
+        ``APPROVE_VT``; by default ``APPLY``, or ``APPLY_VARIABLES`` when variables are given. :meth:`answer_wait`
+        chooses the operation from what the execution waits for.
 
-        :param variables: answers to a "pass arguments" prompt (dict or list of variables).
+        :param variables: answers to a "pass arguments" or settable-variables prompt (dict or list of variables).
         :param action_execution_id: the waiting action execution, sent as ``approve_action_id``.
+        :param operation: the operation to send.
         """
-        call = self.api.approve_execution(workspace, project_name, pipeline_id, execution_id, _variables(variables), action_execution_id)
-        return self.call(call)
+        api = self.api
+        return self.call(
+            api.approve_execution(workspace, project_name, pipeline_id, execution_id, _variables(variables), action_execution_id, operation)
+        )
 
     async def aapprove_execution(
         self,
@@ -256,12 +277,70 @@ class BuddyHook(ApiHookBase):
         variables: Mapping[str, Any] | Sequence[Any] | None = None,
         action_execution_id: str | int | None = None,
         *,
+        operation: str | None = None,
         workspace: str | None = None,
     ) -> Execution:
         """Async :meth:`approve_execution`."""
         api = await self._aapi()
-        call = api.approve_execution(workspace, project_name, pipeline_id, execution_id, _variables(variables), action_execution_id)
+        call = api.approve_execution(
+            workspace, project_name, pipeline_id, execution_id, _variables(variables), action_execution_id, operation
+        )
         return await self.acall(call)
+
+    def answer_wait(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        wait_status: str | None,
+        *,
+        variables: Mapping[str, Any] | Sequence[Any] | None = None,
+        action_execution_id: str | int | None = None,
+        workspace: str | None = None,
+    ) -> WaitAnswer:
+        """
+        Answer the wait a person is asked for with the operation that wait takes
+        (:func:`~airflow_provider_buddy.models.buddy_status.approve_operations`): ``APPLY`` for an approval,
+        ``APPLY_VARIABLES`` for "pass arguments", ``SET_VARIABLES`` for settable variables (then ``APPLY_VARIABLES`` if
+        Buddy refuses it), ``APPROVE_VT`` for a visual-test session.
+
+        :param wait_status: the waiting status (:attr:`Execution.waiting_status`).
+        :param variables: the answers, for a variables prompt.
+        :param action_execution_id: the waiting action execution, sent as ``approve_action_id``.
+        :returns: the execution as Buddy answered and the operation it took.
+        """
+        steps = answer_wait_steps(
+            self.api, workspace, project_name, pipeline_id, execution_id, wait_status, _variables(variables), action_execution_id
+        )
+        return self.run_steps(steps)
+
+    async def aanswer_wait(
+        self,
+        project_name: str,
+        pipeline_id: int,
+        execution_id: int,
+        wait_status: str | None,
+        *,
+        variables: Mapping[str, Any] | Sequence[Any] | None = None,
+        action_execution_id: str | int | None = None,
+        workspace: str | None = None,
+    ) -> WaitAnswer:
+        """Async :meth:`answer_wait`."""
+        api = await self._aapi()
+        steps = answer_wait_steps(
+            api, workspace, project_name, pipeline_id, execution_id, wait_status, _variables(variables), action_execution_id
+        )
+        return await self.arun_steps(steps)
+
+    def run_delayed_execution(self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None) -> Execution:
+        """Start a run scheduled with ``delay_until`` now (``RUN_DELAYED``)."""
+        return self.call(self.api.run_delayed_execution(workspace, project_name, pipeline_id, execution_id))
+
+    async def arun_delayed_execution(
+        self, project_name: str, pipeline_id: int, execution_id: int, *, workspace: str | None = None
+    ) -> Execution:
+        """Async :meth:`run_delayed_execution`."""
+        return await self.acall((await self._aapi()).run_delayed_execution(workspace, project_name, pipeline_id, execution_id))
 
     def get_action_execution(
         self, project_name: str, pipeline_id: int, execution_id: int, action_execution_id: str, *, workspace: str | None = None
@@ -345,9 +424,31 @@ class BuddyHook(ApiHookBase):
         api = await self._aapi()
         return await self.awalk(lambda page: api.list_pipelines_page(workspace, project_name, page, per_page))
 
+    def lookup_identifiers(
+        self, *, project: str | None = None, pipeline: str | None = None, environment: str | None = None, workspace: str | None = None
+    ) -> IdentifierLookup:
+        """
+        Ids of objects named by their human-readable ids (``GET /workspaces/{ws}/identifiers``; scope WORKSPACE).
+
+        :param project: the project's name id.
+        :param pipeline: the pipeline's identifier (with ``project``).
+        :param environment: the environment's identifier.
+        """
+        return self.call(self.api.lookup_identifiers(workspace, project=project, pipeline=pipeline, environment=environment))
+
+    async def alookup_identifiers(
+        self, *, project: str | None = None, pipeline: str | None = None, environment: str | None = None, workspace: str | None = None
+    ) -> IdentifierLookup:
+        """Async :meth:`lookup_identifiers`."""
+        api = await self._aapi()
+        return await self.acall(api.lookup_identifiers(workspace, project=project, pipeline=pipeline, environment=environment))
+
     def find_pipeline(self, project_name: str, id_or_identifier_or_name: int | str, *, workspace: str | None = None) -> Pipeline:
         """
-        A pipeline by numeric id, identifier or name (the API has no lookup by identifier: it lists and matches).
+        A pipeline by numeric id, identifier or name. An identifier is looked up with Buddy's identifiers endpoint (one
+        read; it also finds pipelines the pipelines list hides by their visibility settings), and the answer holds the
+        id and identifier only. When that lookup finds nothing (a display name, or a Buddy without the endpoint) the
+        project's pipelines are listed and matched by identifier, then by exact name.
 
         :param id_or_identifier_or_name: an int id, a digit string, an identifier or an exact name.
         """
@@ -424,8 +525,46 @@ def _find_steps(api: BuddyApi, workspace: str | None, project_name: str, wanted:
     if isinstance(ref, int):
         pipeline: Pipeline = yield api.get_pipeline(workspace, project_name, ref)
         return pipeline
+    try:
+        found: IdentifierLookup | None = yield api.lookup_identifiers(workspace, project=project_name, pipeline=ref)
+    except (BuddyNotFoundError, BuddyPermissionError, BuddyApiError):
+        # not an identifier (a display name), or a Buddy (or token) without the lookup: list and match instead
+        found = None
+    if found is not None and found.pipeline_id is not None:
+        return Pipeline(id=found.pipeline_id, identifier=ref)
     pipelines: list[Pipeline] = yield from walk_pages(lambda page: api.list_pipelines_page(workspace, project_name, page, 50), None)
     return _match_pipeline(pipelines, ref, project_name)
+
+
+def answer_wait_steps(
+    api: BuddyApi,
+    workspace: str | None,
+    project_name: str,
+    pipeline_id: int,
+    execution_id: int,
+    wait_status: str | None,
+    variables: list[Variable] | None,
+    action_execution_id: str | int | None,
+) -> Steps[WaitAnswer]:
+    """
+    The steps of answering a wait (:meth:`BuddyHook.answer_wait`): the operation the wait takes, then, when Buddy refuses
+    it (a 4xx) and the wait has a second reading (:data:`~airflow_provider_buddy.models.buddy_status.APPROVE_OPERATIONS`),
+    that one. The first refusal is raised when every operation was refused.
+    """
+    first_refusal: BuddyApiError | None = None
+    operations = approve_operations(wait_status)
+    for operation in operations:
+        answers = variables if operation in VARIABLES_OPERATIONS else None
+        try:
+            execution: Execution = yield api.approve_execution(
+                workspace, project_name, pipeline_id, execution_id, answers, action_execution_id, operation
+            )
+        except BuddyApiError as exc:
+            first_refusal = first_refusal or exc
+            continue
+        return WaitAnswer(execution, operation)
+    assert first_refusal is not None
+    raise first_refusal
 
 
 def _match_pipeline(pipelines: list[Pipeline], wanted: str, project_name: str) -> Pipeline:
@@ -442,6 +581,8 @@ def _match_pipeline(pipelines: list[Pipeline], wanted: str, project_name: str) -
         )
     known = ", ".join(sorted(f"{p.identifier or p.id} ({p.name})" for p in pipelines)) or "none"
     raise BuddyNotFoundError(
-        f"pipeline_id {wanted!r}: no pipeline in project {project_name!r} has that identifier or name. Pipelines there: {known}",
+        f"pipeline_id {wanted!r}: no pipeline in project {project_name!r} has that identifier or name (Buddy's identifier "
+        f"lookup did not know it either). Pipelines listed there: {known}. A pipeline hidden by its visibility settings is "
+        "not listed: give its identifier or numeric id",
         resource="pipeline",
     )

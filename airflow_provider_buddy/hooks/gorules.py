@@ -1,4 +1,4 @@
-"""``GoRulesHook``: the GoRules BRMS API (deployment workflow runs, releases), sync and async."""
+"""``GoRulesHook``: the GoRules BRMS API (deployment workflow runs, releases, environments), sync and async."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.hooks._connection import ClientSettings, settings_from_connection
 from airflow_provider_buddy.hooks._forms import GORULES_FORM, field_behaviour, form_widgets
 from airflow_provider_buddy.hooks._http import HttpCore
-from airflow_provider_buddy.models.gorules import DeployResult, Release, Run
+from airflow_provider_buddy.models.gorules import DeployResult, Environment, Release, Run
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -160,9 +160,9 @@ class GoRulesHook(ApiHookBase):
     # ---- releases --------------------------------------------------------------------------------
     def deploy_release(self, project_id: str, release_id: str, environment_id: str, comment: str | None = None) -> DeployResult:
         """
-        Deploy a release to one environment (a change request is created when the environment requires
-        approval). The POST is never sent twice once it may have reached the BRMS. The answer's shape
-        is not documented: :class:`DeployResult` holds the run or its id when the answer carried them.
+        Deploy a release to one environment ("optionally creating a change request if approvals are required").
+        The POST is never sent twice once it may have reached the BRMS. The answer's shape is not documented:
+        :class:`DeployResult` holds the run, a change request, or an id when the answer carried them.
 
         :param project_id: the project's id.
         :param release_id: the release to deploy.
@@ -182,3 +182,25 @@ class GoRulesHook(ApiHookBase):
     async def alist_releases(self, project_id: str, *, per_page: int = api.DEFAULT_PER_PAGE, max_items: int | None = None) -> list[Release]:
         """Async :meth:`list_releases`."""
         return await self.awalk(lambda page: api.list_releases_page(project_id, page, per_page), max_items)
+
+    def get_release(self, project_id: str, release_id: str) -> Release:
+        """One release, with its change requests (``changeRequests: [{id, status, environment}]``)."""
+        return self.call(api.get_release(project_id, release_id))
+
+    async def aget_release(self, project_id: str, release_id: str) -> Release:
+        """Async :meth:`get_release`."""
+        return await self.acall(api.get_release(project_id, release_id))
+
+    # ---- environments ----------------------------------------------------------------------------
+    def list_environments(self, project_id: str) -> list[Environment]:
+        """
+        The project's environments (one call; the API does not page them): id, key, name, approval mode, the release
+        each runs now, change requests.
+
+        :param project_id: the project's id.
+        """
+        return self.call(api.list_environments(project_id))
+
+    async def alist_environments(self, project_id: str) -> list[Environment]:
+        """Async :meth:`list_environments`."""
+        return await self.acall(api.list_environments(project_id))

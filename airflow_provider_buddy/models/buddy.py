@@ -27,6 +27,10 @@ __all__ = [
     "ActionExecution",
     "ActionLogs",
     "Execution",
+    "ExecutionEnvironment",
+    "ExecutionPackage",
+    "ExecutionPackageVersion",
+    "IdentifierLookup",
     "Member",
     "NamedRef",
     "Pipeline",
@@ -179,6 +183,62 @@ class PipelineRef(_ApiModel):
     html_url: str | None = None
 
 
+class ExecutionEnvironment(_ApiModel):
+    """The environment a run deploys to, as the run answer shows it (seed 002: ``{url, html_url, name, identifier, id,
+    scope}``; the identifier may differ from the name the request gave).
+
+    :param id: the environment's id (a short string).
+    :param name: its name.
+    :param identifier: its human-readable id.
+    :param scope: ``PROJECT`` or ``WORKSPACE``.
+    """
+
+    id: str | None = None
+    name: str | None = None
+    identifier: str | None = None
+    scope: str | None = None
+    url: str | None = None
+    html_url: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class ExecutionPackage(_ApiModel):
+    """The package a run deploys (a top-level ``package`` beside ``package_version``, seed 002).
+
+    :param id: the package's id.
+    :param name: its name.
+    :param identifier: its human-readable id.
+    :param type: e.g. ``CONTAINER``.
+    """
+
+    id: str | None = None
+    name: str | None = None
+    identifier: str | None = None
+    type: str | None = None
+    scope: str | None = None
+    url: str | None = None
+    html_url: str | None = None
+
+
+class ExecutionPackageVersion(_ApiModel):
+    """The package version a run deploys (seed 002: ``{url, html_url, version_url, id, version, size, created_date}``;
+    it does not name its package).
+
+    :param id: the version's id.
+    :param version: the version text.
+    """
+
+    id: str | None = None
+    version: str | None = None
+    version_url: str | None = None
+    url: str | None = None
+    html_url: str | None = None
+
+
 class Execution(_ApiModel):
     """A pipeline execution (a run).
 
@@ -206,7 +266,26 @@ class Execution(_ApiModel):
     from_revision: Revision | None = None
     creator: Member | None = None
     pipeline: PipelineRef | None = None
+    environment: ExecutionEnvironment | None = None
+    package: ExecutionPackage | None = None
+    package_version: ExecutionPackageVersion | None = None
+    delay_until: datetime | None = None
     action_executions: list[ActionExecution] = Field(default_factory=list)
+
+    @field_validator("environment", "package", mode="before")
+    @classmethod
+    def _named_by_text(cls, value: Any) -> Any:
+        # an older answer may name it as plain text: keep what it says rather than fail to read the run
+        if isinstance(value, str):
+            return {"name": value} if value else None
+        return value
+
+    @field_validator("package_version", mode="before")
+    @classmethod
+    def _version_by_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "name:version", as the run request gives it
+            return {"version": value.rpartition(":")[2] or value} if value else None
+        return value
 
     @field_validator("action_executions", mode="before")
     @classmethod
@@ -251,6 +330,21 @@ class Execution(_ApiModel):
         return wait_kind(self.status)
 
     @property
+    def waiting_status(self) -> str | None:
+        """The status of the wait for a person (the waiting action's, else the execution's own), or None: what decides
+        how the wait is answered (:func:`~airflow_provider_buddy.models.buddy_status.approve_operations`)."""
+        if self.waits_for is None:
+            return None
+        action = self.waiting_action
+        return action.status if action is not None else self.status
+
+    @property
+    def not_started(self) -> bool:
+        """True while the run has not started: queued, or scheduled by ``delay_until`` and waiting for its time (what a
+        scheduled run shows is not documented: ENQUEUED and INITIAL are both read so)."""
+        return (self.status or "").upper() in ("ENQUEUED", "INITIAL")
+
+    @property
     def failed_action(self) -> ActionExecution | None:
         """The first action execution that failed, if any."""
         for action in self.action_executions:
@@ -292,6 +386,25 @@ class Pipeline(_ApiModel):
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
+
+
+class IdentifierLookup(_ApiModel):
+    """
+    What ``GET /workspaces/{ws}/identifiers`` answered: the ids of the objects named by their human-readable ids
+    (https://buddy.works/docs/api/platform/workspaces/get-id-by-identifier). Only the keys for the objects asked about
+    are expected.
+
+    :param pipeline_id: the pipeline's numeric id.
+    :param project_identifier: the project's name id.
+    :param environment_id: the environment's id.
+    """
+
+    url: str | None = None
+    html_url: str | None = None
+    domain: str | None = None
+    project_identifier: str | None = None
+    pipeline_id: int | None = None
+    environment_id: str | None = None
 
 
 class Workspace(_ApiModel):

@@ -1,4 +1,5 @@
-"""Typed views of the GoRules BRMS objects this provider reads: deployment workflow runs, their jobs, releases.
+"""Typed views of the GoRules BRMS objects this provider reads: deployment workflow runs, their jobs, releases,
+environments and change requests.
 
 The BRMS API is documented as under active development, so everything here is tolerant: unknown fields
 are ignored, only ``id`` is required, ``camelCase`` and ``snake_case`` both parse, and statuses the API
@@ -19,7 +20,9 @@ from pydantic.alias_generators import to_camel
 from airflow_provider_buddy.models.status import StatusGroup
 
 __all__ = [
+    "ChangeRequestRef",
     "DeployResult",
+    "Environment",
     "EnvironmentRef",
     "Job",
     "Paginate",
@@ -117,37 +120,155 @@ class EnvironmentRef(_GoRulesModel):
 
 class ReleaseRef(_GoRulesModel):
     """
-    A release as a run names it.
+    A release as a run, a job or an environment names it.
+
+    The documented shapes differ: a run's ``release`` and a job's ``previousRelease`` carry ``version`` as a string
+    (https://docs.gorules.io/api-reference/brms/deployment-workflows/get-deployment-workflow-run); a release and an
+    environment's ``release`` carry ``version`` as a number beside ``semanticVersion``
+    (https://docs.gorules.io/api-reference/brms/release/list-releases,
+    https://docs.gorules.io/api-reference/brms/environment/list-environments). Both parse.
 
     :param id: the release's id.
     :param name: its name.
-    :param version: its semantic version (published releases).
+    :param version: its version: a number (releases, environments) or text (runs, jobs).
+    :param semantic_version: its semantic version (``1.4.0``), where the answer gives one.
     """
 
     id: str | None = None
     name: str | None = None
-    version: str | None = None
+    version: int | str | None = None
+    semantic_version: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        return None if isinstance(value, bool) else value
+
+    @property
+    def version_label(self) -> str | None:
+        """The version people read: the semantic version, else a text version, else ``v<number>``."""
+        if self.semantic_version:
+            return self.semantic_version
+        if isinstance(self.version, str):
+            return self.version or None
+        return f"v{self.version}" if self.version is not None else None
 
     @property
     def label(self) -> str:
         """``name version``, or whichever of them is known."""
-        parts = [part for part in (self.name, self.version) if part]
+        parts = [part for part in (self.name, self.version_label) if part]
         return " ".join(parts) if parts else (self.id or "unknown release")
+
+
+class ChangeRequestRef(_GoRulesModel):
+    """
+    A change request: a deployment (or other change) waiting for approval instead of happening at once
+    (https://docs.gorules.io/brms/review/requests.md). Documented only as embedded in a release
+    (``changeRequests: [{id, status, environment: {id, name}}]``, list-releases) and an environment (``{id, ...}``);
+    how the API answers a deploy that creates one is not documented.
+
+    :param id: its id.
+    :param status: its status (the UI filters Pending, Completed, Cancelled, Rejected).
+    :param environment: the environment it deploys to.
+    """
+
+    id: str
+    status: str | None = None
+    environment: EnvironmentRef | None = None
+    environment_id: str | None = None
+    release_id: str | None = None
+    created_at: str | None = None
+
+    @property
+    def is_pending(self) -> bool:
+        """True while it waits for a decision (status ``pending``/``open``, or none given)."""
+        return (self.status or "pending").strip().lower() in ("pending", "open", "in_review", "waiting")
+
+    def targets(self, environment_id: str) -> bool:
+        """True when it is about ``environment_id``."""
+        return environment_id in (self.environment_id, self.environment.id if self.environment is not None else None)
+
+    def summary(self) -> dict[str, Any]:
+        """A plain-JSON view for XCom."""
+        return {
+            "change_request_id": self.id,
+            "status": self.status,
+            "environment_id": self.environment_id or (self.environment.id if self.environment is not None else None),
+            "release_id": self.release_id,
+        }
 
 
 class Release(ReleaseRef):
     """
-    A release of a project (``GET /api/projects/{projectId}/releases``); extra fields are kept loosely.
+    A release of a project (``GET /api/projects/{projectId}/releases``, ``.../releases/{releaseId}``); extra fields are
+    kept loosely.
 
     :param description: its change notes.
-    :param status: its status, when the API sends one (``published``, ``draft``...).
+    :param status: its status, when the API sends one (``draft`` in the docs' example; ``published``...).
     :param created_at: when it was created (text, as sent).
+    :param change_requests: its change requests (``{id, status, environment}``).
     """
 
     description: str | None = None
     status: str | None = None
     project_id: str | None = None
     created_at: str | None = None
+    change_requests: list[ChangeRequestRef] = Field(default_factory=list)
+
+    @field_validator("change_requests", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class Environment(_GoRulesModel):
+    """
+    An environment of a project, as ``GET /api/projects/{projectId}/environments`` lists it
+    (https://docs.gorules.io/api-reference/brms/environment/list-environments).
+
+    :param id: its id (a uuid).
+    :param name: its display name.
+    :param key: its short key.
+    :param type: ``brms`` (virtual) or ``deployment`` (external).
+    :param approval_mode: how a deployment to it is approved (``none``, ``none_create_request``, ``require_any``,
+        ``require_one_per_team``; the values are a third party's, the UI names them None, None (Create Request),
+        Require: any, Require: 1 per group).
+    :param required_reviewers: whether a deployment to it needs reviewers.
+    :param release: the release it runs now.
+    :param workflow_order: its place in the deployment workflow.
+    :param change_requests: its change requests.
+    """
+
+    id: str
+    name: str | None = None
+    key: str | None = None
+    type: str | None = None
+    project_id: str | None = None
+    approval_mode: str | None = None
+    required_reviewers: bool | None = None
+    add_to_workflow: bool | None = None
+    release: Release | None = None
+    release_id: str | None = None
+    workflow_order: int | None = None
+    change_requests: list[ChangeRequestRef] = Field(default_factory=list)
+
+    @field_validator("change_requests", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def label(self) -> str:
+        """``Name (key)``, or whichever of them is known."""
+        return EnvironmentRef(id=self.id, name=self.name, key=self.key).label
+
+    def describe(self) -> str:
+        """``Staging (staging), id …, approval mode require_any, runs release Pricing rules 1.4.0``."""
+        parts = [f"{self.label}, id {self.id}"]
+        if self.approval_mode:
+            parts.append(f"approval mode {self.approval_mode}")
+        parts.append(f"runs release {self.release.label}" if self.release is not None else "runs no release yet")
+        return ", ".join(parts)
 
 
 class Job(_GoRulesModel):
@@ -335,18 +456,36 @@ class Run(_GoRulesModel):
         return [text for text in found if text]
 
 
+_CHANGE_REQUEST_STATUSES = frozenset({"pending", "open", "approved", "rejected", "in_review"})
+"""Statuses no run has: an answer carrying one is a change request (the UI's Pending, Rejected...)."""
+
+
+def _looks_like_change_request(candidate: Any) -> bool:
+    """A deploy answer object that is a change request rather than a run (the shape is not documented: no jobs, and a
+    change-request status or a top-level environment, which a run names per job only)."""
+    if not isinstance(candidate, dict) or not candidate.get("id") or "jobs" in candidate or "runVersion" in candidate:
+        return False
+    status = str(candidate.get("status") or "").strip().lower()
+    return status in _CHANGE_REQUEST_STATUSES or "environmentId" in candidate or isinstance(candidate.get("environment"), dict)
+
+
 class DeployResult(_GoRulesModel):
     """
-    What ``POST .../releases/deploy`` answered. The shape is not documented: a run object, a
-    ``{"id"}`` (or ``runId``) reference, a wrapper ``{"run": {...}}``, or anything else.
+    What ``POST .../releases/deploy`` answered. The shape is not documented ("Deployment initiated successfully", no
+    example): a run object, a ``{"id"}`` (or ``runId``) reference, a wrapper ``{"run": {...}}``, a change request (the
+    deploy creates one "if approvals are required": an object with no jobs and a change-request status or a top-level
+    environment, or a ``{"changeRequest": {...}}`` wrapper), or anything else.
 
     :param run: the run, when the answer was (or wrapped) a run object.
-    :param run_id: the run's id, when the answer named one.
+    :param run_id: the id the answer named, when it named one but was no recognisable object (a run's or a change
+        request's: the caller finds out which).
+    :param change_request: the change request, when the answer was one.
     :param raw_keys: the top-level keys of the answer, for messages.
     """
 
     run: Run | None = None
     run_id: str | None = Field(default=None, validation_alias=AliasChoices("run_id", "runId"))
+    change_request: ChangeRequestRef | None = None
     raw_keys: tuple[str, ...] = ()
 
     @classmethod
@@ -355,6 +494,13 @@ class DeployResult(_GoRulesModel):
         if not isinstance(data, dict):
             return cls()
         keys = tuple(sorted(str(key) for key in data))
+        wrapped = data.get("changeRequest", data.get("change_request"))
+        for candidate_request in (wrapped, data):
+            if isinstance(candidate_request, dict) and (candidate_request is wrapped or _looks_like_change_request(candidate_request)):
+                try:
+                    return cls(change_request=ChangeRequestRef.model_validate(candidate_request), raw_keys=keys)
+                except ValueError:
+                    pass
         candidate = data.get("run") if isinstance(data.get("run"), dict) else data
         looks_like_run = (
             isinstance(candidate, dict)

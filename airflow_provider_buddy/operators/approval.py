@@ -1,8 +1,9 @@
 """``BuddyApprovalOperator``: a Buddy approval gate answered through Airflow's human-in-the-loop UI.
 
 Built on Airflow's own :class:`~airflow.providers.standard.operators.hitl.ApprovalOperator`: the
-request appears in Airflow's "Required actions" view; Approve sends ``APPLY`` (or ``APPLY_VARIABLES``
-with the form's answers) to the waiting Buddy action, Reject cancels the execution and skips the
+request appears in Airflow's "Required actions" view; Approve sends the operation the wait takes (``APPLY``;
+``APPLY_VARIABLES`` or ``SET_VARIABLES`` with the form's answers; ``APPROVE_VT`` for a visual-test session) to the
+waiting Buddy action, Reject cancels the execution and skips the
 downstream tasks, and the decision is recorded on both sides.
 
 Airflow can fail a gate answered within seconds of asking (its defer race, apache/airflow#67287, #72716), and on 3.3
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -28,6 +28,7 @@ from airflow.providers.standard.triggers.hitl import HITLTrigger
 from airflow_provider_buddy.exceptions import BuddyApiError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.status import WaitKind
+from airflow_provider_buddy.operators.hitl import GATE_RETRIES, GATE_RETRY_DELAY, awaiting_input, hitl_kwargs, under_dag_test
 from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, check_positive_int, positive_int
 from airflow_provider_buddy.utils.buddy_gate import (
     DECISION_KEY,
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["DECISION_KEY", "BuddyApprovalOperator"]
 
 _SUBJECT_PLACEHOLDER = "Buddy approval"
-GATE_RETRIES = 1
-"""The gate's default retries: a try Airflow fails after the answer came is recovered by the next one."""
-GATE_RETRY_DELAY = timedelta(seconds=30)
 
 
 class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
@@ -132,7 +130,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             if execution.waits_for is not None:
                 self._prepare_request(execution, execution.waits_for)
             self._asked = asked_action(context, generation)
-            self._defer_to_gate_trigger(HITLTrigger(**self._hitl_kwargs(context)), mode="recorded")
+            self._defer_to_gate_trigger(HITLTrigger(**hitl_kwargs(self, context)), mode="recorded")
         return self._ask_if_waiting(context, execution, generation)
 
     def _ask_if_waiting(self, context: Context, execution: Execution, generation: int) -> Any:
@@ -146,8 +144,6 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             decision = decision_of(execution, "answered_in_buddy", None, {}, note)
             context["ti"].xcom_push(key=DECISION_KEY, value=decision)
             return decision
-        if kind is WaitKind.VISUAL_TEST:
-            raise BuddyApiError(f"{describe_execution(execution)} waits for a visual-test review, which only Buddy's UI can answer")
         self._prepare_request(execution, kind)
         remember_asked(context, generation, execution)
         waiting = execution.waiting_action
@@ -167,22 +163,12 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         self.log.info("Asking in Airflow: %s", self.subject)
         try:
             return super().execute(context)  # 3.1/3.2: the standard gate defers (see defer below)
-        except Exception as exc:
-            if type(exc).__name__ != "TaskAwaitingInput" or _under_dag_test(context):
+        except BaseException as exc:  # Airflow 3.3's TaskAwaitingInput, like TaskDeferred, is a BaseException
+            if not awaiting_input(exc) or under_dag_test(context):
                 raise
         # Airflow 3.3 parks the task awaiting input; an answer given while it parks can leave it parked for good (seen in
         # real deployments). The gate's trigger waits instead: it also finds an answer given before it started.
-        self.defer(trigger=HITLTrigger(**self._hitl_kwargs(context, timeout=self.response_timeout)), method_name="execute_complete")
-
-    def _hitl_kwargs(self, context: Context, *, timeout: timedelta | None = None) -> dict[str, Any]:
-        return {
-            "ti_id": context["ti"].id,
-            "options": self.options,
-            "params": self.serialized_params,
-            "defaults": self.defaults,
-            "multiple": self.multiple,
-            "timeout_datetime": datetime.now(timezone.utc) + timeout if timeout else None,
-        }
+        self.defer(trigger=HITLTrigger(**hitl_kwargs(self, context, timeout=self.response_timeout)), method_name="execute_complete")
 
     def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None) -> NoReturn:
         """Airflow 3.1/3.2: the standard gate waits for the answer in the triggerer; ours applies it there as well."""
@@ -239,13 +225,6 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         return super().execute_complete(context=context, event=event)
 
 
-def _under_dag_test(context: Context) -> bool:
-    """True in ``dag.test()`` / ``airflow dags test``: no triggerer there can read a person's answer, so the gate waits
-    as Airflow's own does (the test loop resolves it)."""
-    dag_run = context.get("dag_run")
-    return getattr(dag_run, "triggering_user_name", None) == "dag_test"
-
-
 def _pipeline_label(execution: Execution) -> str:
     pipeline = execution.pipeline
     if pipeline is None:
@@ -256,7 +235,10 @@ def _pipeline_label(execution: Execution) -> str:
 def _request_body(execution: Execution, kind: WaitKind) -> str:
     waiting = execution.waiting_action
     action = f" at action **{waiting.name}**" if waiting is not None else ""
-    asked = "your approval" if kind is WaitKind.APPROVAL else "values for its variables (fill in the form)"
+    asked = {
+        WaitKind.VARIABLES: "values for its variables (fill in the form)",
+        WaitKind.VISUAL_TEST: "approval of its visual-test session (review it in Buddy first)",
+    }.get(kind, "your approval")
     creator = execution.creator.name if execution.creator is not None and execution.creator.name else "someone"
     lines = [
         f"Buddy execution **{execution.id}** of pipeline {_pipeline_label(execution)} waits for {asked}{action}.",

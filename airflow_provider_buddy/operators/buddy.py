@@ -1,4 +1,5 @@
-"""Operators for Buddy.Works: run a pipeline, cancel / retry / approve an execution, clear a cache.
+"""Operators for Buddy.Works: run a pipeline, start a scheduled run now, cancel / retry / approve an execution, clear a
+cache.
 
 Each is safe under Airflow's retries, kills and timeouts: a retried run task re-attaches to the run
 its earlier try started instead of starting another, and a killed or timed-out task cancels its run
@@ -216,7 +217,8 @@ class BuddyRunPipelineOperator(_WaitingOperator):
     :param actions_to_run: only run these action ids.
     :param environment: the environment to run in (templated).
     :param package_version: ``name:version`` of a package to deploy (templated).
-    :param delay_until: a timezone-aware datetime: the run starts then.
+    :param delay_until: a timezone-aware datetime: the run starts then (:class:`BuddyRunScheduledExecutionOperator`
+        starts it earlier).
     :param wait_for_completion: wait for the run to end (else return once it started).
     :param deferrable: wait in the triggerer, holding no worker slot.
     :param poll_interval: seconds between status checks.
@@ -537,13 +539,64 @@ class BuddyCancelExecutionOperator(BuddyBaseOperator):
         return execution_summary(execution)
 
 
+class BuddyRunScheduledExecutionOperator(_WaitingOperator):
+    """
+    Starts a run that was scheduled with ``delay_until`` now (``RUN_DELAYED``,
+    https://buddy.works/docs/api/runs/update/run-scheduled-execution), and optionally waits for it. A run that already
+    started is left as it is (logged); one that already ended fails the task.
+
+    :param execution_id: the scheduled execution (templated: ``"{{ ti.xcom_pull(task_ids='schedule') }}"`` works).
+    """
+
+    template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "approval_variables")
+
+    def __init__(self, *, execution_id: int | str, wait_for_completion: bool = False, **kwargs: Any) -> None:
+        super().__init__(wait_for_completion=wait_for_completion, **kwargs)
+        self.execution_id = execution_id
+        check_positive_int(execution_id, "execution_id")
+
+    def execute(self, context: Context) -> Any:
+        """Start the scheduled run now unless it started already, record it, then wait if asked."""
+        pipeline_id = self.resolve_pipeline_id()
+        execution_id = positive_int(self.execution_id, "execution_id")
+        self._approval_answers()
+        current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        if current.is_finished:
+            raise BuddyApiError(f"{describe_execution(current)} has already ended ({current.status}); there is nothing to start")
+        execution = current
+        if not current.not_started:
+            self.log.info("%s already started (%s); RUN_DELAYED not sent", describe_execution(current), current.status)
+        else:
+            try:
+                execution = self.hook.run_delayed_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+            except BuddyApiError as exc:  # a 4xx: it may have started on its own meanwhile
+                execution = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+                if execution.not_started or execution.is_finished:
+                    raise
+                self.log.info(
+                    "Buddy refused RUN_DELAYED (%s): %s started meanwhile (%s)", exc, describe_execution(execution), execution.status
+                )
+            else:
+                due = f", scheduled for {current.delay_until.isoformat()}" if current.delay_until is not None else ""
+                self.log.info("Started %s now (RUN_DELAYED%s): %s", describe_execution(execution), due, execution.status)
+        self._started(context, execution)
+        if not self.wait_for_completion:
+            return execution.id
+        summary = self._wait(context, pipeline_id, execution)
+        context["ti"].xcom_push(key="summary", value=summary)
+        return execution.id
+
+
 class BuddyApproveExecutionOperator(BuddyBaseOperator):
     """
-    Approves a waiting execution: ``APPLY``, or ``APPLY_VARIABLES`` when ``variables`` are given.
-    The waiting action execution is found and sent as ``approve_action_id``.
+    Answers a waiting execution with the operation its wait takes: ``APPLY`` for "Wait for approval",
+    ``APPLY_VARIABLES`` for "Pass arguments" and ``SET_VARIABLES`` for settable variables (both with ``variables``),
+    ``APPROVE_VT`` for an "Approve Visual Tests Session" (see
+    :data:`~airflow_provider_buddy.models.buddy_status.APPROVE_OPERATIONS`). The waiting action execution is found and
+    sent as ``approve_action_id``.
 
     :param execution_id: the execution (templated).
-    :param variables: answers for a "pass arguments" prompt (dict or list; templated).
+    :param variables: answers for a variables prompt (dict or list; templated).
     """
 
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "variables")
@@ -569,22 +622,28 @@ class BuddyApproveExecutionOperator(BuddyBaseOperator):
         if kind is None:
             raise BuddyApiError(f"{describe_execution(current)} is not waiting for approval: its status is {current.status}")
         if kind is WaitKind.VARIABLES and not answers:
-            raise ValueError(f"variables: {describe_execution(current)} waits for variables (a 'pass arguments' prompt); give them")
-        if kind is WaitKind.APPROVAL and answers:
-            raise ValueError(f"variables: {describe_execution(current)} waits for a plain approval, not for variables")
+            raise ValueError(f"variables: {describe_execution(current)} waits for variables ({current.waiting_status}); give them")
+        if kind is not WaitKind.VARIABLES and answers:
+            raise ValueError(f"variables: {describe_execution(current)} waits for {current.waiting_status}, not for variables")
         waiting = current.waiting_action
         action_id = waiting.action_execution_id if waiting is not None else None
-        execution = self.hook.approve_execution(
-            self.project_name, pipeline_id, execution_id, variables=answers or None, action_execution_id=action_id, workspace=self.workspace
+        answer = self.hook.answer_wait(
+            self.project_name,
+            pipeline_id,
+            execution_id,
+            current.waiting_status,
+            variables=answers or None,
+            action_execution_id=action_id,
+            workspace=self.workspace,
         )
         shown = ", ".join(f"{v.key}={v.safe_value()}" for v in answers)
         self.log.info(
             "Approved %s at action %r (%s)",
-            describe_execution(execution),
+            describe_execution(answer.execution),
             waiting.name if waiting is not None else None,
-            f"APPLY_VARIABLES {shown}" if shown else "APPLY",
+            f"{answer.operation} {shown}" if shown else answer.operation,
         )
-        return execution_summary(execution)
+        return execution_summary(answer.execution)
 
 
 class BuddyClearPipelineCacheOperator(BuddyBaseOperator):

@@ -13,7 +13,10 @@ Shared:
 - ``POST /__emulator__/faults`` -- add a fault (the fields of :class:`Fault`); ``DELETE`` removes all
 - ``POST /__emulator__/advance`` -- ``{"seconds": n}`` moves the emulated clock
 - ``POST /__emulator__/speed`` -- ``{"speed": x}`` runs the clock at x from now on (0 pauses it)
-- ``POST /__emulator__/config`` -- ``{"api_disabled": bool, "scopes": [...]}`` (Buddy's settings)
+- ``POST /__emulator__/config`` -- ``{"api_disabled": bool, "scopes": [...]}`` and what Buddy's docs leave open:
+  ``identifiers_missing`` (``"404"``/``"empty"``), ``identifiers_see_hidden`` (bool), ``delayed_status``
+  (``"ENQUEUED"``/``"INITIAL"``), ``settable_variables_operation`` (``"SET_VARIABLES"``/``"APPLY_VARIABLES"``)
+  (Buddy's settings; see ``configure_buddy``)
 
 Buddy.Works (:mod:`airflow_provider_buddy.testing.buddy.control`):
 
@@ -39,6 +42,8 @@ GoRules BRMS (:mod:`airflow_provider_buddy.testing.gorules.control`; ``{env}`` i
 - ``POST /__emulator__/gorules/projects/{project}/runs/{run}/review`` -- a reviewer answers the pending review:
   ``{"environment": env, "approve": true, "comment": "..."}`` (``approve`` false rejects)
 - ``GET  /__emulator__/gorules/projects/{project}/deployed`` -- what each environment runs now: ``{key: release_id}``
+- ``POST /__emulator__/gorules/projects/{project}/change-requests/{request}/review`` -- a reviewer answers a pending
+  change request: ``{"approve": true}`` (the deployment then runs) or ``{"approve": false}``
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ A scenario is a JSON document (or the equivalent ``dict``)::
                  "variables": [{"key": "NOTES", "value": "default"}]},
                 {"id": 13, "name": "Deploy", "type": "BUILD", "duration": 1}
               ],
-              "outcome": "SUCCESSFUL",    # SUCCESSFUL | FAILED | TERMINATED | SKIPPED
+              "outcome": "SUCCESSFUL",    # SUCCESSFUL | FAILED | TERMINATED | SKIPPED | NOT_EXECUTED
               "fail_action": null,        # FAILED only: id of the action that fails (default: last non-wait one)
               "error_message": null,      # FAILED only: the failing action's error_message
               "wait_shown_on": "execution",  # or "action": the execution stays INPROGRESS while an action waits
@@ -33,7 +33,8 @@ A scenario is a JSON document (or the equivalent ``dict``)::
               "retry_outcome": "SUCCESSFUL",  # outcome of a RETRY of a FAILED/TERMINATED run
               "disabled": false,          # a disabled pipeline refuses runs (400)
               "disabled_reason": null,
-              "refs": ["refs/heads/main"]  # the first ref gives the default branch
+              "refs": ["refs/heads/main"], # the first ref gives the default branch
+              "hidden": false             # hidden by visibility settings: not in the pipelines list (found by id/identifier)
             }
           ]
         }
@@ -51,23 +52,28 @@ A scenario is a JSON document (or the equivalent ``dict``)::
                "review": true,            # a deployment waits for a reviewer (default false)
                "duration": 5,             # emulated seconds a deployment takes (default 1)
                "fails": false,            # a deployment ends in failure (default false) ...
-               "error": "S3 bucket rules-prod is not reachable"}  # ... with this event text
+               "error": "S3 bucket rules-prod is not reachable",  # ... with this event text
+               "change_request": false,   # a deploy through the API makes a pending change request instead of a run
+               "approval_mode": null}     # approvalMode as listed (default from review / change_request)
             ],
             "releases": [                 # published releases, oldest first
               {"name": "Pricing rules", "version": "1.4.0",
                "id": "33333333-3333-4333-8333-333333333301",  # default a new uuid
                "description": ""}
             ],
-            "deploy_answer": "run",       # the deploy call answers: "run" (the run), "id" ({"id"}) or "empty" ({})
+            "deploy_answer": "run",       # the deploy call answers: "run" (the run, or the change request it made),
+                                          # "id" ({"id"}) or "empty" ({})
             "comment_visible": true       # a deploy comment shows in the job's data
           }
         ]
       }
     }
 
-Actions: ``type`` is any Buddy action type. ``WAIT_FOR_APPLY`` (approval) and ``WAIT_FOR_VARIABLES``
-("pass arguments", asking for ``variables`` whose ``value`` is the default) block until approved; every
-other type runs for ``duration`` emulated seconds (default 1). ``log`` holds the action's log lines (a
+Actions: ``type`` is any Buddy action type. ``WAIT_FOR_APPLY`` (approval, answered with APPLY),
+``WAIT_FOR_VARIABLES`` ("pass arguments", asking for ``variables`` whose ``value`` is the default; APPLY_VARIABLES),
+``SET_VARIABLES`` (WAITING_FOR_SETTABLE_VARIABLES; SET_VARIABLES) and ``APPROVE_VT`` (a visual-test session,
+WAITING_FOR_VT_SESSION; APPROVE_VT) block until answered; every other type runs for ``duration`` emulated seconds
+(default 1). NOT_EXECUTED ends a run without running any action. ``log`` holds the action's log lines (a
 default pair is made up when omitted); ``outputted_variables`` appear on the action execution once it
 succeeds. Outcomes TERMINATED and SKIPPED give the execution that status after all actions ran; FAILED
 makes ``fail_action`` end FAILED and the actions after it NOT_EXECUTED.

@@ -22,6 +22,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent  #
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks._base import ApiHookBase
 from airflow_provider_buddy.triggers._poller import SharedPoller
+from airflow_provider_buddy.triggers._task_xcoms import store_task_xcoms
 from airflow_provider_buddy.utils.backoff import CANCEL_ATTEMPTS, backoff_delay
 from airflow_provider_buddy.utils.deferral import hold_until
 from airflow_provider_buddy.utils.waiting import EndInTriggerer, EventStatus, WaitEvent
@@ -72,7 +73,7 @@ class PollingTrigger(BaseTrigger):
         Airflow 3.1-3.3 can fail a task resumed within seconds of deferring (its deferring try's exit is reported
         late: apache/airflow#67287, #72716); the task sets this to its deferral time plus ``[buddy]
         resume_hold_seconds``.
-    :param end_in_triggerer: when set, a wait that ends well ends the task right here (``TaskSuccessEvent`` with
+    :param end_in_triggerer: when set, a wait that ends well ends the task right here (``TaskSuccessEvent`` after storing
         the XComs ``execute_complete`` would push): no worker is woken, so the race cannot hit it.
     """
 
@@ -275,9 +276,9 @@ class PollingTrigger(BaseTrigger):
                 poller.forget(self.read_key)
         event: dict[str, Any] = {**self.resume_fields(), **payload}
         xcoms = self.task_end_xcoms(event)
-        if xcoms is not None:
+        if xcoms is not None and await store_task_xcoms(self, xcoms):
             self.log.info("%s; the task ends here, in the triggerer", event.get("message") or f"{self.subject} ended well")
-            yield TaskSuccessEvent(xcoms=xcoms)
+            yield TaskSuccessEvent()
             return
         await hold_until(self.log, self.resume_not_before)
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]

@@ -17,22 +17,20 @@ as the standard gate would.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
-from airflow.providers.standard.triggers.hitl import HITLTrigger
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent  # documented; no sdk/compat alias in 3.1-3.3
 
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.triggers._poller import SharedPoller
+from airflow_provider_buddy.triggers._task_xcoms import store_task_xcoms
+from airflow_provider_buddy.triggers.hitl import ASK, answer_of, check_mode, recorded_answer
 from airflow_provider_buddy.utils.buddy_gate import DECISION_KEY, GateDecision, apply_answer
 from airflow_provider_buddy.utils.deferral import hold_until
 
 APPROVE = "Approve"
-ASK = "ask"
-"""The ``buddy_gate`` value of an event that sends the task back to ask (no answer recorded)."""
 
 
 class BuddyApprovalTrigger(BaseTrigger):
@@ -64,15 +62,13 @@ class BuddyApprovalTrigger(BaseTrigger):
         resume_not_before: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if mode not in ("wait", "recorded"):
-            raise ValueError(f"mode must be 'wait' or 'recorded', got {mode!r}")
         self.hitl = dict(hitl)
         self.buddy_conn_id = buddy_conn_id
         self.project_name = project_name
         self.pipeline_id = int(pipeline_id)
         self.execution_id = int(execution_id)
         self.workspace = workspace
-        self.mode = mode
+        self.mode = check_mode(mode)
         self.asked_action_execution_id = asked_action_execution_id
         self.resume_not_before = resume_not_before
 
@@ -95,7 +91,7 @@ class BuddyApprovalTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Get the answer, apply it in Buddy, end the task (Approve) or hand it back to the worker."""
-        answer = await (self._wait_for_answer() if self.mode == "wait" else self._recorded_answer())
+        answer = await (answer_of(self.hitl) if self.mode == "wait" else recorded_answer(self.hitl, self.log))
         if answer is None:
             self.log.info("No answer recorded for this gate yet: the task asks again")
             await self._hold()
@@ -122,33 +118,11 @@ class BuddyApprovalTrigger(BaseTrigger):
                 )
             )
         self.log.info("%s", decision["note"])
-        if approved:
-            yield TaskSuccessEvent(xcoms={"return_value": _json(answer), DECISION_KEY: dict(decision)})
+        if approved and await store_task_xcoms(self, {"return_value": _json(answer), DECISION_KEY: dict(decision)}):
+            yield TaskSuccessEvent()
             return
         await self._hold()
         yield TriggerEvent({**answer, "buddy_applied": dict(decision)})  # type: ignore[no-untyped-call]
-
-    async def _wait_for_answer(self) -> dict[str, Any] | None:
-        return await self._answer_of(self.hitl)
-
-    async def _recorded_answer(self) -> dict[str, Any] | None:
-        """The answer an earlier try's request got, if any: the standard trigger past its deadline with no default
-        reports an answer that exists and never writes one."""
-        probe = {**self.hitl, "defaults": None, "timeout_datetime": datetime.now(timezone.utc) - timedelta(seconds=1)}
-        try:
-            payload = await self._answer_of(probe)
-        except Exception as exc:  # no request recorded for this task instance (404): nothing to read
-            self.log.info("No human-in-the-loop request recorded for this task instance (%s)", type(exc).__name__)
-            return None
-        if payload is None or payload.get("error_type") == "timeout":
-            return None
-        return payload
-
-    @staticmethod
-    async def _answer_of(hitl: dict[str, Any]) -> dict[str, Any] | None:
-        async for event in HITLTrigger(**copy.deepcopy(hitl)).run():  # it consumes its params: give it a copy
-            return dict(event.payload)
-        return None
 
     async def _hold(self) -> None:
         await hold_until(self.log, self.resume_not_before)

@@ -192,10 +192,11 @@ class BuddyExecutionTrigger(PollingTrigger):
     async def _approve(self, poller: SharedPoller, approval: GateApproval) -> bool:
         hook: BuddyHook = await self.shared_hook(poller)
         try:
-            await hook.aapprove_execution(
+            answer = await hook.aanswer_wait(
                 self.project_name,
                 self.pipeline_id,
                 self.execution_id,
+                approval.wait_status,
                 variables=approval.variables,
                 action_execution_id=approval.decision.waiting_action_execution_id,
                 workspace=self.workspace,
@@ -206,7 +207,7 @@ class BuddyExecutionTrigger(PollingTrigger):
             return done
         finally:
             poller.forget(self.read_key)
-        self.log.info("%s", approval.sent())
+        self.log.info("%s", approval.sent(answer.operation))
         return True
 
     async def _finish(self, poller: SharedPoller, execution: Execution, decision: Decision) -> BuddyWaitEvent:

@@ -5,7 +5,9 @@ keeps it.
 
 from __future__ import annotations
 
-# Airflow 3.2+: the Task SDK's configuration (airflow.sdk.conf); 3.1: airflow.configuration.conf (no SDK one yet)
-from airflow.providers.common.compat.sdk import conf
+# conf: the Task SDK's configuration on Airflow 3.2+ (airflow.sdk.conf), airflow.configuration.conf on 3.1.
+# AirflowFailException (a task failing with it is not retried): airflow.sdk.exceptions on 3.2+, airflow.exceptions on
+# 3.1 (whose task runner catches that one).
+from airflow.providers.common.compat.sdk import AirflowFailException, conf
 
-__all__ = ["conf"]
+__all__ = ["AirflowFailException", "conf"]

@@ -1,8 +1,9 @@
 """A person's answer to a Buddy approval gate, applied in Buddy once: written once as steps of API calls, so the
 worker (a live answer) and the triggerer (an answer recorded before Airflow failed the try) apply it the same way.
 
-Applying is idempotent: it reads the execution first and only sends APPLY (or APPLY_VARIABLES) to a wait that is
-still there and that the answer is about (the action the request asked about, when known), and CANCEL to an
+Applying is idempotent: it reads the execution first and only sends the operation the wait takes (APPLY,
+APPLY_VARIABLES, SET_VARIABLES or APPROVE_VT: :func:`~airflow_provider_buddy.models.buddy_status.approve_operations`)
+to a wait that is still there and that the answer is about (the action the request asked about, when known), and CANCEL to an
 execution still going; a 4xx to an APPLY means someone answered in Buddy meanwhile. Nothing is sent twice.
 
 Which action a request asked about is remembered across the gate's tries in Airflow 3.3's task state store
@@ -36,7 +37,8 @@ class GateDecision(TypedDict):
     :param decision: ``approved``, ``rejected`` or ``answered_in_buddy``.
     :param execution_id: the execution.
     :param html_url: its page in Buddy.
-    :param operation: what was sent (``APPLY``, ``APPLY_VARIABLES``, ``CANCEL``), or None when nothing was.
+    :param operation: what was sent (``APPLY``, ``APPLY_VARIABLES``, ``SET_VARIABLES``, ``APPROVE_VT``, ``CANCEL``), or None
+        when nothing was.
     :param responded_by: who answered in Airflow.
     :param responded_at: when (ISO 8601).
     :param variables: the keys of the variables answered (never their values).
@@ -141,15 +143,18 @@ def apply_answer(
     if asked is not None and waiting is not None and waiting.action_execution_id != asked:
         note = f"{ref} waits at another step ({waiting.name}) than the one approved in Airflow; not applying that approval to it"
         return decision_of(execution, "approved", None, answer, note)
+    from airflow_provider_buddy.hooks.buddy import answer_wait_steps
+
     variables = answers_for(waiting, answer.get("params_input") or {}) if execution.waits_for is WaitKind.VARIABLES else None
-    operation = "APPLY_VARIABLES" if variables else "APPLY"
     action_id = waiting.action_execution_id if waiting is not None else None
-    try:
-        yield api.approve_execution(workspace, project_name, pipeline_id, execution_id, _variables(variables), action_id)
+    try:  # the operation is the one the wait takes (APPLY, APPLY_VARIABLES, SET_VARIABLES, APPROVE_VT)
+        sent = yield from answer_wait_steps(
+            api, workspace, project_name, pipeline_id, execution_id, execution.waiting_status, _variables(variables), action_id
+        )
     except BuddyApiError as exc:
         note = f"Buddy did not take the approval of {ref} ({exc}); it was probably answered in Buddy meanwhile"
         return decision_of(execution, "approved", None, answer, note)
-    return decision_of(execution, "approved", operation, answer, f"Approved {ref} in Buddy ({operation})")
+    return decision_of(execution, "approved", sent.operation, answer, f"Approved {ref} in Buddy ({sent.operation})")
 
 
 def _variables(answers: list[dict[str, Any]] | None) -> Any:

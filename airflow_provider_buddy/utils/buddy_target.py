@@ -53,7 +53,8 @@ class BuddyTargetMixin:
             ref = pipeline_ref(self.pipeline_id)
             if not isinstance(ref, int):
                 pipeline = self.hook.find_pipeline(self.project_name, ref, workspace=self.workspace)
-                self.log.info("Pipeline %r is pipeline %s (%s)", ref, pipeline.id, pipeline.name)
+                named = f" ({pipeline.name})" if pipeline.name and pipeline.name != ref else ""
+                self.log.info("Pipeline %r is pipeline %s%s", ref, pipeline.id, named)
                 ref = pipeline.id
             self._resolved_pipeline_id = ref
         return self._resolved_pipeline_id

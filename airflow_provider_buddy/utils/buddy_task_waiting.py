@@ -107,10 +107,11 @@ class BuddyWaitingMixin:
     def approve_gate(self, pipeline_id: int, approval: GateApproval) -> bool:
         """Send the approval; True once the gate counts as answered (see :meth:`GateApproval.refused`)."""
         try:
-            self.hook.approve_execution(
+            answer = self.hook.answer_wait(
                 self.project_name,
                 pipeline_id,
                 approval.execution.id,
+                approval.wait_status,
                 variables=approval.variables,
                 action_execution_id=approval.decision.waiting_action_execution_id,
                 workspace=self.workspace,
@@ -119,7 +120,7 @@ class BuddyWaitingMixin:
             done, note = approval.refused(exc)
             (self.log.info if done else self.log.warning)("%s", note)
             return done
-        self.log.info("%s", approval.sent())
+        self.log.info("%s", approval.sent(answer.operation))
         return True
 
     def failure_details(self, pipeline_id: int, execution: Execution) -> FailureDetails:

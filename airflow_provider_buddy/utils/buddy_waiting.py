@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
+from airflow_provider_buddy.models.buddy_status import approve_operations
 from airflow_provider_buddy.models.status import StatusGroup, WaitKind
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, EventStatus, Step, WaitEvent
 
@@ -93,9 +94,13 @@ def _ended(execution: Execution, skipped_is_success: bool) -> Decision:
     if group is StatusGroup.SUCCESS:
         return Decision.finish(EventStatus.SUCCESS, f"{ref} succeeded")
     if group is StatusGroup.SKIPPED:
+        if (execution.status or "").upper() == "NOT_EXECUTED":
+            what = f"{ref} ended without running (status NOT_EXECUTED)"
+        else:
+            what = f"{ref} was skipped by Buddy (a newer run superseded it)"
         if skipped_is_success:
-            return Decision.finish(EventStatus.SUCCESS, f"{ref} was skipped (read as success: skipped_is_success=True)")
-        return Decision.finish(EventStatus.SKIPPED, f"{ref} was skipped by Buddy (a newer run superseded it)")
+            return Decision.finish(EventStatus.SUCCESS, f"{what}; read as success (skipped_is_success=True)")
+        return Decision.finish(EventStatus.SKIPPED, what)
     if group is StatusGroup.CANCELLED:
         return Decision.finish(EventStatus.CANCELLED, f"{ref} was cancelled (status {execution.status})")
     failed = execution.failed_action
@@ -128,9 +133,8 @@ def _at_gate(execution: Execution, policy: ApprovalPolicy, has_answers: bool, ap
     if kind is WaitKind.VARIABLES and not has_answers:
         message = f"{ref} waits for {what}, but on_approval='approve' was given no approval_variables to answer it with"
         return gate(Step.FINISH, EventStatus.ERROR, message)
-    if kind is WaitKind.VISUAL_TEST:
-        return gate(Step.KEEP_WAITING, None, f"{ref} waits for {what}; a visual-test review cannot be approved through the API")
-    return gate(Step.APPROVE, None, f"{ref} waits for {what}; approving (on_approval='approve')")
+    operation = approve_operations(execution.waiting_status)[0]
+    return gate(Step.APPROVE, None, f"{ref} waits for {what}; approving with {operation} (on_approval='approve')")
 
 
 def what_it_waits_for(kind: WaitKind | None, action_name: str | None) -> str:
@@ -218,11 +222,16 @@ class GateApproval:
         """What this waiter records as approved (never approved twice)."""
         return self.decision.waiting_action_execution_id or f"execution-{self.execution.id}"
 
-    def sent(self) -> str:
-        """The log line once Buddy took the approval (encrypted answers masked)."""
+    @property
+    def wait_status(self) -> str | None:
+        """The status of the wait, which decides the operation that answers it."""
+        return self.execution.waiting_status
+
+    def sent(self, operation: str) -> str:
+        """The log line once Buddy took the approval with ``operation`` (encrypted answers masked)."""
         shown = ", ".join(f"{v.key}={v.safe_value()}" for v in self.variables) if self.variables else ""
-        operation = f"APPLY_VARIABLES {shown}" if shown else "APPLY"
-        return f"Approved {describe_execution(self.execution)} at action {self.decision.waiting_action_name!r} ({operation})"
+        what = f"{operation} {shown}" if shown else operation
+        return f"Approved {describe_execution(self.execution)} at action {self.decision.waiting_action_name!r} ({what})"
 
     def refused(self, error: ProviderApiError) -> tuple[bool, str]:
         """

@@ -3,8 +3,9 @@
 
 The run and deploy operators register :func:`cancel_runs_left_going` as an ``on_failure_callback`` of their DAG
 (once per DAG, next to the DAG's own callbacks) unless ``cancel_on_dag_failure=False``. Airflow runs DAG callbacks
-in the dag-processor whatever failed the DAG run: a task's own failure, a try Airflow itself failed (its defer
-race), ``dagrun_timeout``, a person marking the run failed. A run a task leaves going on purpose
+in the dag-processor when the scheduler fails the DAG run: a task's own failure, a try Airflow itself failed (its
+defer race), ``dagrun_timeout``. Airflow runs no DAG callback for a DAG run a person marks failed (through the UI or
+the REST API); marking the running task failed does start the cleanup. A run a task leaves going on purpose
 (``on_approval="succeed"``, ``wait_for_completion=False``) is cancelled too when a later task fails the DAG run:
 that is what "nothing left going" means.
 """

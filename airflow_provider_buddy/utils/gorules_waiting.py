@@ -14,7 +14,8 @@ from airflow_provider_buddy.utils.waiting import ApprovalPolicy, Decision, Event
 
 NO_APPROVE_CALL = (
     "{parameter}='approve' is not available for GoRules BRMS runs: the BRMS API documents no call to approve "
-    "a deployment review, so it must be approved by a reviewer in the BRMS UI (the run's page, Deployments). "
+    "a deployment review (where we looked: the README's API reference notes), so it must be approved by a reviewer "
+    "in the BRMS UI (the run's page, Deployments). "
     "Use on_approval='wait' to wait for that reviewer, 'succeed' to finish at the gate (and put an Airflow "
     "approval task next), or 'fail'"
 )

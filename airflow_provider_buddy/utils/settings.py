@@ -88,7 +88,7 @@ RESUME_HOLD = Setting(
 END_IN_TRIGGERER = Setting(
     "end_in_triggerer",
     "True",
-    "A wait that ends well ends its task in the triggerer (TaskSuccessEvent with the task's XComs): no worker is "
+    "A wait that ends well ends its task in the triggerer (its XComs stored from there): no worker is "
     "woken, and Airflow's defer race cannot hit it. Tasks with an on_success_callback or outlets always resume "
     "on a worker (Airflow runs neither for a task ended in the triggerer).",
     kind="boolean",

@@ -266,11 +266,18 @@ class ManagedProcess:
         self._kill_rest(set(self._descendants()))
 
     def _kill_rest(self, family: set[int]) -> None:
+        """SIGKILL ``family`` and the session, again until none of it is left: a dag-processor or a scheduler forks
+        children all the time, and one forked between the listing and its parent's death would outlive it."""
         assert self.process is not None
-        family |= set(self._descendants()) | set(self._session_pids())
-        for pid in family:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:
+            family = {pid for pid in family | set(self._descendants()) | set(self._session_pids()) if not reaper.is_zombie(pid)}
+            if not family or time.monotonic() > deadline:
+                break
+            for pid in family:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
 
@@ -443,18 +450,18 @@ class EmulatorProcess:
 
     def start_run(self, project: str, pipeline_id: int, **body: Any) -> dict[str, Any]:
         """Start a Buddy run as someone in Buddy's UI would."""
-        result: dict[str, Any] = self._call("POST", f"/__emulator__/start/{project}/{pipeline_id}", body)
+        result: dict[str, Any] = self._call("POST", f"/start/{project}/{pipeline_id}", body)
         return result
 
     def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
         """A GoRules project's runs as the API shows them, newest first."""
-        result: list[dict[str, Any]] = self._call("GET", f"/__emulator__/gorules/projects/{project_id}/runs")
+        result: list[dict[str, Any]] = self._call("GET", f"/gorules/projects/{project_id}/runs")
         return result
 
     def review(self, project_id: str, run_id: str, environment: str, *, approve: bool = True) -> dict[str, Any]:
         """A reviewer answers the run's review for ``environment`` in the BRMS UI."""
         body = {"environment": environment, "approve": approve, "comment": "e2e reviewer"}
-        result: dict[str, Any] = self._call("POST", f"/__emulator__/gorules/projects/{project_id}/runs/{run_id}/review", body)
+        result: dict[str, Any] = self._call("POST", f"/gorules/projects/{project_id}/runs/{run_id}/review", body)
         return result
 
     def set_speed(self, speed: float) -> None:

@@ -43,13 +43,23 @@ def _session_of(pid: str) -> int | None:
         return None
 
 
+def is_zombie(pid: int) -> bool:
+    """True for a process that has exited and waits to be reaped (or is gone): nothing of it runs any more."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def marked_pids(marker: str, sessions_file: str | None = None) -> list[int]:
-    """Pids of the deployment's processes (never this process): in one of its sessions, or carrying the marker."""
+    """Pids of the deployment's live processes (never this process, no zombie): in one of its sessions, or carrying
+    the marker."""
     needle = f"{MARKER_VARIABLE}={marker}".encode()
     ours = sessions(sessions_file)
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit() or int(entry) == os.getpid() or is_zombie(int(entry)):
             continue
         if ours and _session_of(entry) in ours:
             found.append(int(entry))

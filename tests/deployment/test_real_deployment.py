@@ -232,8 +232,9 @@ def test_a_sensor_starts_and_ends_in_the_triggerer(e2e: E2E) -> None:
 
 
 def test_a_failed_dag_run_cancels_what_it_left_going(e2e: E2E) -> None:
-    """A person marks a release DAG run failed while its Buddy deployment waits at "Approve production" (its staging
-    task ended at the gate on purpose): the DAG's failure callback, run by Airflow's dag-processor, cancels it."""
+    """A person marks a release's gate failed while its Buddy deployment waits at "Approve production" (its staging
+    task ended at the gate on purpose): the DAG run fails, and the DAG's failure callback, run by Airflow's
+    dag-processor, cancels the deployment."""
     tag = _tag()
     emulator, api = e2e.emulator, e2e.deployment.rest
     run_id = f"failed_run_{tag}"
@@ -245,7 +246,12 @@ def test_a_failed_dag_run_cancels_what_it_left_going(e2e: E2E) -> None:
     marker = hashlib.sha256(f"buddy_release|{run_id}|staging|-1".encode()).hexdigest()[:16]
     [execution] = [e for e in emulator.executions("web", 2) if marker in (e.get("comment") or "")]
     assert execution["status"] not in ("TERMINATED", "SUCCESSFUL", "FAILED")
-    api.request("PATCH", f"/api/v2/dags/buddy_release/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+    wait_until(
+        lambda: api.task_states("buddy_release", run_id).get("approve") in ("deferred", "awaiting_input"),
+        "the gate asking", 120, interval=1.0, alive=e2e.deployment.check_alive,
+    )  # fmt: skip
+    marked = api.request("PATCH", f"/api/v2/dags/buddy_release/dagRuns/{run_id}/taskInstances/approve", json={"new_state": "failed"})
+    marked.raise_for_status()
 
     def cancelled() -> bool:
         return [e for e in emulator.executions("web", 2) if e["id"] == execution["id"]][0]["status"] == "TERMINATED"

@@ -202,3 +202,21 @@ def test_a_gate_retried_after_its_answer_applies_the_recorded_answer_without_ask
     waiting_id = xcom(dag_run, "deploy", "summary")["waiting_action_execution_id"]
     assert sent(emulator, 2) == [{"operation": "APPLY", "approve_action_id": waiting_id}]
     assert "applying the answer Airflow recorded for it" in logs.text and "Approved Buddy execution" in logs.text
+
+
+def test_visual_test_session_gate_is_approved_with_approve_vt(emulator: BuddyEmulator, responder: HitlResponder) -> None:
+    """A visual-test wait is asked in Airflow like any other gate, and Approve sends APPROVE_VT (not APPLY)."""
+    visual = [
+        {"id": 70, "name": "Approve visual tests", "type": "APPROVE_VT"},
+        {"id": 71, "name": "Deploy", "type": "BUILD", "duration": 2},
+    ]
+    emulator.add_pipeline(project="web", pipeline_id=7, identifier="visual", name="Visual", actions=visual, wait_shown_on="action")
+    dag = gate_dag("visual")
+    responder.answer(dag.dag_id, "gate", "Approve")
+    dag_run = run_dag(dag)
+    responder.join()
+    assert states(dag_run) == {"deploy": "success", "gate": "success", "production": "success"}
+    waiting_id = xcom(dag_run, "deploy", "summary")["waiting_action_execution_id"]
+    assert sent(emulator, 7) == [{"operation": "APPROVE_VT", "approve_action_id": waiting_id}]
+    assert xcom(dag_run, "gate", "buddy_decision")["operation"] == "APPROVE_VT"
+    assert "visual-test session" in responder.details["gate"]["body"]

@@ -61,7 +61,7 @@ def test_undocumented_deploy_answers_still_find_the_run(emulator: BuddyEmulator,
     newest = emulator.gorules_runs(brms.project_id)[0]
     assert states(dag_run) == {"deploy": "success"} and xcom(dag_run, "deploy") == newest["id"]
     assert newest["createdBy"]["lastName"] == "Bot" and len(brms.deploys()) == 1
-    assert ("looking it up among the project's runs" in logs.text) is (answer == "empty")
+    assert ("No new change request; looking the run up among the project's runs" in logs.text) is (answer == "empty")
 
 
 @pytest.mark.parametrize("comment_visible", [True, False], ids=["by-marker", "by-release-and-environment"])

@@ -66,13 +66,14 @@ def secret_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[BuddyEmulator]:
     """The emulator accepting the secret token, ``buddy_default`` and a stale connection, and Airflow Variables
     holding the encrypted values (names Airflow would not mask by itself)."""
     with BuddyEmulator(workspace=WORKSPACE, token=TOKEN, speed=20.0) as emu:
-        build = [{"id": 10, "name": "Build", "type": "BUILD", "duration": 4, "outputted_variables": [{"key": "VERSION", "value": "1.0"}]}]
+        # runs last 2 s (40 emulated), so the deferrable tasks find them going however busy the machine: each defers
+        build = [{"id": 10, "name": "Build", "type": "BUILD", "duration": 40, "outputted_variables": [{"key": "VERSION", "value": "1.0"}]}]
         emu.add_pipeline("web", OK, "ok", actions=build)
         emu.add_pipeline(
             "web",
             FAILS,
             "fails",
-            actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 4}],
+            actions=[{"id": 20, "name": "Unit tests", "type": "BUILD", "duration": 40}],
             outcome="FAILED",
             error_message="2 tests failed",
         )

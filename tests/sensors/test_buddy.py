@@ -251,3 +251,12 @@ def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() 
     assert kwargs["execution_id"] == 7 and kwargs["pipeline_id"] == "build" and kwargs["end_in_triggerer"]["returns"] == "summary"
     assert not any(loaded.get_task(t).start_from_trigger for t in ("poke", "secret", "templated"))
     assert loaded.get_task("secret").start_trigger_args is None  # encrypted answers never go into trigger kwargs
+
+
+def test_not_executed_ends_the_poke(emulator: BuddyEmulator, logs: LogCapture) -> None:
+    """NOT_EXECUTED is an ended "not run" status: the poking sensor fails on it at once instead of waiting for its timeout."""
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="n", name="N", actions=FAILING, outcome="NOT_EXECUTED", enqueued_for=20)
+    dag_run = run_dag(sensor_dag(emulator, 6, False))
+    assert states(dag_run)["wait"] == "failed"
+    assert "BuddyExecutionSkippedError" in logs.text and "ended without running (status NOT_EXECUTED)" in logs.text
+    assert "AirflowSensorTimeout" not in logs.text

@@ -147,7 +147,7 @@ def test_runs_and_releases_are_paginated_newest_first(api: httpx.Client, brms: B
     assert second["paginate"]["to"] == 3
     frozen.add_release(brms.project_id, "Pricing rules", "1.5.0")
     releases = api.get(f"/projects/{brms.project_id}/releases").json()
-    assert [r["version"] for r in releases["results"]] == ["1.5.0", "1.4.0"] and releases["paginate"]["total"] == 2
+    assert [r["semanticVersion"] for r in releases["results"]] == ["1.5.0", "1.4.0"] and releases["paginate"]["total"] == 2
     assert api.get("/projects").json()["results"][0]["id"] == brms.project_id
 
 

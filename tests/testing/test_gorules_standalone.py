@@ -107,7 +107,8 @@ def test_the_scenario_keys_set_up_the_brms(standalone: Standalone, api: httpx.Cl
     assert PROJECT in ok(control(standalone, "GET", "/"))["gorules_projects"]
 
     releases = api.get(f"/projects/{PROJECT}/releases").json()["results"]
-    assert [(r["version"], r["description"]) for r in releases] == [("2.1.0", ""), ("2.0.0", "first")]  # newest first
+    # newest first; version a number beside semanticVersion, as documented (list-releases)
+    assert [(r["version"], r["semanticVersion"], r["description"]) for r in releases] == [(2, "2.1.0", ""), (1, "2.0.0", "first")]
     deployed = api.post(f"/projects/{PROJECT}/releases/deploy", json={"releaseId": RELEASE, "environmentId": DEV, "comment": "hidden"})
     assert deployed.status_code == 201 and set(deployed.json()) == {"id"}  # deploy_answer "id"
     run = ok(control(standalone, "GET", f"/gorules/projects/{PROJECT}/runs/{deployed.json()['id']}"))

@@ -13,6 +13,7 @@ from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
 from tests.conftest import TOKEN, LogCapture
+from tests.triggers.conftest import TriggererXComs, in_triggerer
 
 pytestmark = pytest.mark.usefixtures("buddy_conn")
 MAX_IN_FLIGHT_ENV = "AIRFLOW__BUDDY__TRIGGERER_MAX_IN_FLIGHT"
@@ -369,28 +370,47 @@ async def raw_event(trig: BuddyExecutionTrigger, timeout: float = 15.0) -> Any:
     ids=["operator", "sensor", "operator-no-xcom-push"],
 )
 async def test_a_good_end_ends_the_task_in_the_triggerer(
-    emulator: BuddyEmulator, returns: str, push: bool, expected_keys: set[str]
+    emulator: BuddyEmulator, triggerer_xcoms: TriggererXComs, returns: str, push: bool, expected_keys: set[str]
 ) -> None:
-    """No worker is woken for a run that succeeded: the task ends with the XComs its execute_complete would push."""
+    """No worker is woken for a run that succeeded: the task ends with the XComs its execute_complete would push,
+    stored as a worker stores them (a downstream task reads the summary back as a dict, the id as a number)."""
     from airflow.triggers.base import TaskSuccessEvent
 
     run = emulator.start_execution("web", 1)
-    event = await raw_event(trigger(run["id"], end_in_triggerer={"returns": returns, "push_return_value": push}))
-    assert isinstance(event, TaskSuccessEvent)
-    assert set(event.xcoms or {}) == expected_keys | {"html_url", "_link_BuddyExecutionLink"}  # and the link
-    summary = (event.xcoms or {}).get("summary") or (event.xcoms or {}).get("return_value")
+    event = await raw_event(in_triggerer(trigger(run["id"], end_in_triggerer={"returns": returns, "push_return_value": push})))
+    assert isinstance(event, TaskSuccessEvent) and not event.xcoms  # not through the event: Airflow re-encodes those
+    xcoms = triggerer_xcoms.values()
+    assert set(xcoms) == expected_keys | {"html_url", "_link_BuddyExecutionLink"}  # and the link
+    assert {msg.task_id for msg in triggerer_xcoms.sent} == {"wait"}
+    summary = xcoms.get("summary") or xcoms.get("return_value")
     assert summary["execution_id"] == run["id"] and summary["status"] == "SUCCESSFUL"
     assert summary["outputted_variables"] == {"VERSION": "1.2.3"}
     if returns == "id" and push:
-        assert (event.xcoms or {})["return_value"] == run["id"]
+        assert xcoms["return_value"] == run["id"]
 
 
-async def test_a_gate_that_ends_the_wait_ends_the_task_in_the_triggerer_too(emulator: BuddyEmulator) -> None:
+async def test_a_good_end_the_triggerer_cannot_store_resumes_a_worker(emulator: BuddyEmulator) -> None:
+    """Where the trigger cannot store the task's XComs itself (no task instance here, an Airflow whose triggerer takes
+    none), the task is not ended without them: a worker resumes it with the event and pushes them."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    run = emulator.start_execution("web", 1)
+    event = await raw_event(trigger(run["id"], end_in_triggerer={"returns": "id", "push_return_value": True}))
+    assert not isinstance(event, TaskSuccessEvent)
+    assert event.payload["status"] == "success" and event.payload["execution_id"] == run["id"]
+
+
+async def test_a_gate_that_ends_the_wait_ends_the_task_in_the_triggerer_too(
+    emulator: BuddyEmulator, triggerer_xcoms: TriggererXComs
+) -> None:
+    from airflow.triggers.base import TaskSuccessEvent
+
     emulator.add_pipeline(project="web", pipeline_id=2, identifier="d", name="D", actions=GATE, wait_shown_on="action")
     run = emulator.start_execution("web", 2)
     end = {"returns": "id", "push_return_value": True}
-    event = await raw_event(trigger(run["id"], pipeline_id=2, on_approval="succeed", end_in_triggerer=end))
-    assert (event.xcoms or {})["summary"]["waiting_action_name"] == "Approve production"
+    event = await raw_event(in_triggerer(trigger(run["id"], pipeline_id=2, on_approval="succeed", end_in_triggerer=end)))
+    assert isinstance(event, TaskSuccessEvent)
+    assert triggerer_xcoms.values()["summary"]["waiting_action_name"] == "Approve production"
 
 
 async def test_a_failure_resumes_the_worker_only_after_the_hold(emulator: BuddyEmulator) -> None:
@@ -413,7 +433,9 @@ def test_how_the_wait_ends_survives_serialization() -> None:
     assert rebuilt.end_in_triggerer == end and rebuilt.resume_not_before == 123.5
 
 
-async def test_a_task_started_in_the_triggerer_hands_its_arguments_that_run_resolves(emulator: BuddyEmulator) -> None:
+async def test_a_task_started_in_the_triggerer_hands_its_arguments_that_run_resolves(
+    emulator: BuddyEmulator, triggerer_xcoms: TriggererXComs
+) -> None:
     """start_from_trigger: Airflow builds the trigger from the sensor's kwargs (as the serialized DAG holds them) and
     runs it. run() resolves them (a pipeline identifier looked up once) and ends the task there, with the link the
     task never stored itself."""
@@ -426,10 +448,10 @@ async def test_a_task_started_in_the_triggerer_hands_its_arguments_that_run_reso
     assert sensor.start_from_trigger is True
     args = sensor.start_trigger_args
     assert args.next_method == "execute_complete" and args.trigger_kwargs["end_in_triggerer"]["returns"] == "summary"
-    trig = BuddyExecutionTrigger(**{**args.trigger_kwargs, "poll_interval": 0.05})
+    trig = in_triggerer(BuddyExecutionTrigger(**{**args.trigger_kwargs, "poll_interval": 0.05}))
     event = await raw_event(trig)
     assert isinstance(event, TaskSuccessEvent)
-    xcoms = event.xcoms or {}
+    xcoms = triggerer_xcoms.values()
     assert xcoms["return_value"]["execution_id"] == run["id"] and xcoms["return_value"]["status"] == "SUCCESSFUL"
     assert xcoms["html_url"] == run["html_url"] == xcoms["_link_BuddyExecutionLink"]
 
@@ -440,3 +462,26 @@ async def test_a_rendered_argument_that_is_wrong_ends_with_an_error_naming_it(em
     event = await first_event(trig)
     assert event["status"] == "error" and event["error_kind"] == "configuration"
     assert "execution_id must be a positive whole number" in event["message"]
+
+
+async def test_not_executed_ends_the_wait(emulator: BuddyEmulator) -> None:
+    """A run Buddy ends NOT_EXECUTED ends the trigger's wait (it used to read as still going until the deadline)."""
+    emulator.add_pipeline(project="web", pipeline_id=6, identifier="n", name="N", actions=FAILING, outcome="NOT_EXECUTED", enqueued_for=10)
+    run = emulator.start_execution("web", 6)
+    assert run["status"] == "ENQUEUED"
+    event = await first_event(trigger(run["id"], pipeline_id=6, end_time=time.time() + 30))
+    assert event["status"] == "skipped" and event["execution_status"] == "NOT_EXECUTED"
+    assert "ended without running (status NOT_EXECUTED)" in event["message"]
+
+
+async def test_approve_policy_approves_a_visual_test_session(emulator: BuddyEmulator) -> None:
+    visual = [
+        {"id": 70, "name": "Approve visual tests", "type": "APPROVE_VT"},
+        {"id": 71, "name": "Deploy", "type": "BUILD", "duration": 1},
+    ]
+    emulator.add_pipeline(project="web", pipeline_id=7, identifier="v", name="V", actions=visual, wait_shown_on="action")
+    run = emulator.start_execution("web", 7)
+    event = await first_event(trigger(run["id"], pipeline_id=7, on_approval="approve"))
+    assert event["status"] == "success"
+    aeid = emulator.execution("web", 7, run["id"])["action_executions"][0]["action_execution_id"]
+    assert patches(emulator, run["id"]) == [{"operation": "APPROVE_VT", "approve_action_id": aeid}]

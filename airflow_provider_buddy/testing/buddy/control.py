@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_buddy.testing._specs import ScenarioError
 from airflow_provider_buddy.testing.buddy.options import parse_variables
 from airflow_provider_buddy.testing.buddy.specs import PipelineSpec, pipeline_spec
-from airflow_provider_buddy.testing.buddy.state import BuddyState
+from airflow_provider_buddy.testing.buddy.state import CHOICES, BuddyState, configure_state
 from airflow_provider_buddy.testing.control import ControlPart, ControlRoute
 
 if TYPE_CHECKING:
@@ -53,9 +53,15 @@ def buddy_control(state: BuddyState) -> ControlPart:
         return state.approve_in_buddy(params["project"], int(params["pipeline"]), int(params["execution"]), variables)
 
     def info() -> dict[str, Any]:
-        return {"workspace": state.workspace, "api_disabled": state.api_disabled, "scopes": sorted(state.scopes)}
+        return {
+            "workspace": state.workspace,
+            "api_disabled": state.api_disabled,
+            "scopes": sorted(state.scopes),
+            **{name: getattr(state, name) for name in CHOICES},
+        }
 
     def configure(body: Mapping[str, Any]) -> None:
+        configure_state(state, {name: body[name] for name in CHOICES if name in body})
         if "api_disabled" in body:
             state.api_disabled = bool(body["api_disabled"])
         if "scopes" in body:

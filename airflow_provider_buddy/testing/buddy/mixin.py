@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_buddy.testing.buddy.specs import ActionSpec, PipelineSpec, VariableSpec, pipeline_spec
-from airflow_provider_buddy.testing.buddy.state import BuddyState
+from airflow_provider_buddy.testing.buddy.state import BuddyState, configure_state
 
 
 def _variables(values: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -> list[VariableSpec] | None:
@@ -47,6 +47,37 @@ class BuddyEmulatorMixin:
     def scopes(self, value: Iterable[str]) -> None:
         self._buddy.scopes = set(value)
 
+    def configure_buddy(
+        self,
+        *,
+        identifiers_missing: str | None = None,
+        identifiers_see_hidden: bool | None = None,
+        delayed_status: str | None = None,
+        settable_variables_operation: str | None = None,
+    ) -> None:
+        """
+        Choose how the emulated Buddy plays what its docs leave open (None: unchanged).
+
+        :param identifiers_missing: how ``GET /workspaces/{ws}/identifiers`` answers an unknown identifier: ``"404"``
+            (default) or ``"empty"`` (200 without the id).
+        :param identifiers_see_hidden: whether that lookup finds pipelines hidden by their visibility settings (default
+            True).
+        :param delayed_status: what a run scheduled by ``delay_until`` shows until it starts: ``"ENQUEUED"`` (default)
+            or ``"INITIAL"``.
+        :param settable_variables_operation: the operation that answers WAITING_FOR_SETTABLE_VARIABLES:
+            ``"SET_VARIABLES"`` (default) or ``"APPLY_VARIABLES"``.
+        :raises ValueError: for a value outside those.
+        """
+        configure_state(
+            self._buddy,
+            {
+                "identifiers_missing": identifiers_missing,
+                "identifiers_see_hidden": identifiers_see_hidden,
+                "delayed_status": delayed_status,
+                "settable_variables_operation": settable_variables_operation,
+            },
+        )
+
     # --- pipelines ---------------------------------------------------------------------------------------
 
     def add_pipeline(
@@ -66,6 +97,7 @@ class BuddyEmulatorMixin:
         disabled: bool = False,
         disabled_reason: str | None = None,
         refs: Sequence[str] | None = None,
+        hidden: bool = False,
     ) -> PipelineSpec:
         """
         Create (or replace) a pipeline; see :mod:`airflow_provider_buddy.testing.scenario` for the fields.
@@ -88,6 +120,7 @@ class BuddyEmulatorMixin:
             "retry_outcome": retry_outcome,
             "disabled": disabled,
             "disabled_reason": disabled_reason,
+            "hidden": hidden,
         }
         if refs is not None:
             data["refs"] = list(refs)

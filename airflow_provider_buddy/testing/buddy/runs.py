@@ -13,11 +13,21 @@ from typing import Any
 
 from airflow_provider_buddy.testing._core import ApiError
 from airflow_provider_buddy.testing.buddy.options import RunOptions
-from airflow_provider_buddy.testing.buddy.specs import WAIT_TYPES, ActionSpec, PipelineSpec, VariableSpec
+from airflow_provider_buddy.testing.buddy.specs import VARIABLE_WAITS, WAIT_TYPES, ActionSpec, PipelineSpec, VariableSpec
 
-FINISHED = frozenset({"SUCCESSFUL", "FAILED", "TERMINATED", "SKIPPED"})
+FINISHED = frozenset({"SUCCESSFUL", "FAILED", "TERMINATED", "SKIPPED", "NOT_EXECUTED"})
 WAITING = frozenset(WAIT_TYPES.values())
-OPERATIONS = ("CANCEL", "RETRY", "APPLY", "APPLY_VARIABLES", "RUN_DELAYED")
+OPERATIONS = ("CANCEL", "RETRY", "APPLY", "APPLY_VARIABLES", "SET_VARIABLES", "RUN_DELAYED", "APPROVE_VT")
+"""Every operation https://buddy.works/docs/api/executions/cancel-retry-approve lists."""
+NOT_STARTED = frozenset({"ENQUEUED", "INITIAL"})
+"""What a run shows before it starts (a scheduled run's status is not documented: the emulator plays either)."""
+ANSWERS: dict[str, tuple[str, ...]] = {
+    "WAITING_FOR_APPLY": ("APPLY",),
+    "WAITING_FOR_VARIABLES": ("APPLY_VARIABLES",),
+    "WAITING_FOR_SETTABLE_VARIABLES": ("SET_VARIABLES",),
+    "WAITING_FOR_VT_SESSION": ("APPROVE_VT",),
+}
+"""The operations each wait takes by default (the settable one is configurable: ``settable_variables_operation``)."""
 TOKEN_OWNER_ID = 1
 """Member id of the token's owner: creator of API runs and approver through the API."""
 BUDDY_USER_ID = 2
@@ -123,8 +133,11 @@ def settle(execution: Execution, now: float) -> None:
     """Move the execution forward to what the clock says it has reached by ``now``."""
     if execution.finished:
         return
-    if execution.status == "ENQUEUED":
+    if execution.status in NOT_STARTED:
         if now < execution.start_at:
+            return
+        if execution.outcome == "NOT_EXECUTED":  # ends without running any action
+            _finish(execution, "NOT_EXECUTED", execution.start_at)
             return
         execution.status = "INPROGRESS"
         if execution.start_date is None:
@@ -137,7 +150,7 @@ def settle(execution: Execution, now: float) -> None:
         wait_status = WAIT_TYPES.get(run.spec.type)
         if wait_status is not None:
             run.status = wait_status
-            if wait_status == "WAITING_FOR_VARIABLES":
+            if wait_status in VARIABLE_WAITS:
                 run.passed_variables = list(run.spec.variables)  # what the prompt asks for, with defaults
             shown_on_execution = execution.pipeline.wait_shown_on == "execution"
             execution.status = wait_status if shown_on_execution else "INPROGRESS"
@@ -163,7 +176,7 @@ def cancel(execution: Execution, now: float) -> None:
     if execution.finished:
         raise ApiError(400, "Execution has already finished")
     run = execution.current()
-    if execution.status != "ENQUEUED" and run is not None:
+    if execution.status not in NOT_STARTED and run is not None:
         run.status = "TERMINATED"
         run.finish = now
     _finish(execution, "TERMINATED", now)
@@ -208,16 +221,19 @@ def approve(
     variables: list[VariableSpec] | None,
     approve_action_id: Any,
     approver_id: int,
+    answers: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     """
-    Approve the waiting action (APPLY) or hand it its variables (APPLY_VARIABLES).
+    Answer the waiting action: approve it (APPLY), hand it its variables (APPLY_VARIABLES, SET_VARIABLES) or approve
+    its visual-test session (APPROVE_VT).
 
     :param execution: the execution.
     :param now: the emulated time.
-    :param operation: "APPLY" or "APPLY_VARIABLES"; None accepts whichever the action waits for.
-    :param variables: the variables for APPLY_VARIABLES (None: the action's defaults).
+    :param operation: the operation sent; None accepts whichever the action waits for.
+    :param variables: the variables for a variables wait (None: the action's defaults).
     :param approve_action_id: None, or the waiting action execution's id or its action's id.
     :param approver_id: the member approving.
+    :param answers: the operations each wait takes (default :data:`ANSWERS`).
     """
     settle(execution, now)
     run = execution.current()
@@ -232,11 +248,10 @@ def approve(
             f"approve_action_id {approve_action_id} does not match the waiting action "
             f"(action execution {run.action_execution_id}, action {run.spec.id})",
         )
-    if operation == "APPLY" and run.status != "WAITING_FOR_APPLY":
-        raise ApiError(400, f'Action "{run.spec.name}" waits for variables: use APPLY_VARIABLES')
-    if operation == "APPLY_VARIABLES" and run.status != "WAITING_FOR_VARIABLES":
-        raise ApiError(400, f'Action "{run.spec.name}" waits for approval: use APPLY')
-    if run.status == "WAITING_FOR_VARIABLES":
+    taken = (answers or ANSWERS).get(run.status, ())
+    if operation is not None and operation not in taken:
+        raise ApiError(400, f'Action "{run.spec.name}" is {run.status}: use {" or ".join(taken)}, not {operation}')
+    if run.status in VARIABLE_WAITS:
         run.passed_variables = _merge_variables(run.spec.variables, variables or [])
     run.status = "SUCCESSFUL"
     run.finish = now
@@ -249,9 +264,9 @@ def approve(
 
 
 def run_delayed(execution: Execution, now: float) -> None:
-    """Start a scheduled (ENQUEUED) run now."""
+    """Start a scheduled (ENQUEUED or INITIAL, not started) run now."""
     settle(execution, now)
-    if execution.status != "ENQUEUED":
+    if execution.status not in NOT_STARTED:
         raise ApiError(400, "Execution is not waiting to start")
     execution.start_at = now
     settle(execution, now)

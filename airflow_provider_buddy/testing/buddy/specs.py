@@ -15,10 +15,17 @@ from airflow_provider_buddy.testing._specs import Spec, validate
 WAIT_TYPES: dict[str, str] = {
     "WAIT_FOR_APPLY": "WAITING_FOR_APPLY",
     "WAIT_FOR_VARIABLES": "WAITING_FOR_VARIABLES",
+    # "Set variables" (https://buddy.works/docs/api/actions/set-variables): which action shows
+    # WAITING_FOR_SETTABLE_VARIABLES is not documented; this type plays it
+    "SET_VARIABLES": "WAITING_FOR_SETTABLE_VARIABLES",
+    # "Approve Visual Tests Session" (type APPROVE_VT, https://buddy.works/docs/api/actions/add/approve-vt)
+    "APPROVE_VT": "WAITING_FOR_VT_SESSION",
 }
 """Action types that block for a person, mapped to the status shown while they wait."""
+VARIABLE_WAITS = frozenset({"WAITING_FOR_VARIABLES", "WAITING_FOR_SETTABLE_VARIABLES"})
+"""Wait statuses that ask for variables."""
 
-Outcome = Literal["SUCCESSFUL", "FAILED", "TERMINATED", "SKIPPED"]
+Outcome = Literal["SUCCESSFUL", "FAILED", "TERMINATED", "SKIPPED", "NOT_EXECUTED"]
 
 
 class VariableSpec(BaseModel):
@@ -45,11 +52,12 @@ class ActionSpec(Spec):
 
     :param id: the action's numeric id.
     :param name: its display name.
-    :param type: a Buddy action type; ``WAIT_FOR_APPLY`` and ``WAIT_FOR_VARIABLES`` wait for a person.
+    :param type: a Buddy action type; ``WAIT_FOR_APPLY``, ``WAIT_FOR_VARIABLES``, ``SET_VARIABLES`` and ``APPROVE_VT``
+        wait for a person.
     :param duration: emulated seconds a non-waiting action runs.
     :param log: log lines; None makes up two lines.
     :param outputted_variables: variables the action exports when it succeeds.
-    :param variables: for ``WAIT_FOR_VARIABLES``, the variables asked for, with defaults.
+    :param variables: for ``WAIT_FOR_VARIABLES`` and ``SET_VARIABLES``, the variables asked for, with defaults.
     """
 
     id: int
@@ -82,7 +90,7 @@ class PipelineSpec(Spec):
     :param identifier: its human-readable id.
     :param name: its display name (defaults to the identifier).
     :param actions: its actions, in run order.
-    :param outcome: how a run ends: SUCCESSFUL, FAILED, TERMINATED or SKIPPED.
+    :param outcome: how a run ends: SUCCESSFUL, FAILED, TERMINATED, SKIPPED or NOT_EXECUTED.
     :param fail_action: for FAILED, the id of the action that fails (default: the last non-waiting one).
     :param error_message: for FAILED, the failing action's error message.
     :param wait_shown_on: "execution" (the execution shows WAITING_FOR_*) or "action" (only the action does).
@@ -91,6 +99,8 @@ class PipelineSpec(Spec):
     :param disabled: a disabled pipeline refuses to run.
     :param disabled_reason: why it is disabled.
     :param refs: git refs; the first ``refs/heads/...`` one is the default branch.
+    :param hidden: hidden by its visibility settings: left out of the pipelines list (still found by id, and by the
+        identifiers lookup unless the emulator is told otherwise).
     """
 
     id: int
@@ -106,6 +116,7 @@ class PipelineSpec(Spec):
     disabled: bool = False
     disabled_reason: str | None = None
     refs: list[str] = Field(default_factory=lambda: ["refs/heads/main"])
+    hidden: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSpec:

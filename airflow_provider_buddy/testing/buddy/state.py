@@ -25,6 +25,12 @@ from airflow_provider_buddy.testing.clock import iso
 
 ALL_SCOPES = frozenset({"WORKSPACE", "EXECUTION_INFO", "EXECUTION_RUN", "EXECUTION_MANAGE"})
 MAX_LOG_LIMIT = 1000
+IDENTIFIER_MISSES = ("404", "empty")
+"""How the identifiers lookup answers an unknown identifier (not documented): 404, or 200 without the id."""
+DELAYED_STATUSES = ("ENQUEUED", "INITIAL")
+"""What a run scheduled with ``delay_until`` shows until it starts (not documented)."""
+SETTABLE_OPERATIONS = ("SET_VARIABLES", "APPLY_VARIABLES")
+"""Which operation answers WAITING_FOR_SETTABLE_VARIABLES (not documented)."""
 
 
 @dataclass
@@ -49,6 +55,10 @@ class BuddyState:
         self.workspace = workspace
         self.api_disabled = False
         self.scopes: set[str] = set(ALL_SCOPES)
+        self.identifiers_missing = "404"
+        self.identifiers_see_hidden = True
+        self.delayed_status = "ENQUEUED"
+        self.settable_variables_operation = "SET_VARIABLES"
         self.created = self.clock.now()
         self._projects: dict[str, _Project] = {}
         self._executions: dict[tuple[str, int], list[Execution]] = {}
@@ -207,12 +217,42 @@ class BuddyState:
         """``GET .../pipelines?page=&per_page=``."""
         with self.lock:
             found = self._project(workspace, project)
-            pipelines = page_of(list(found.pipelines.values()), page, per_page)
+            visible = [pipeline for pipeline in found.pipelines.values() if not pipeline.hidden]  # "hidden ... will not be fetched"
+            pipelines = page_of(visible, page, per_page)
             return {
                 "url": self.site.api(f"/projects/{project}/pipelines"),
                 "html_url": self.site.html(f"/{project}/pipelines"),
                 "pipelines": [self._pipeline_view(project, p, with_actions=False) for p in pipelines],
             }
+
+    def identifiers_view(self, workspace: str, project: str | None, pipeline: str | None, environment: str | None) -> dict[str, Any]:
+        """``GET /workspaces/{ws}/identifiers?project=&pipeline=``: the ids of the objects named (only those asked about)."""
+        with self.lock:
+            self._check_workspace(workspace)
+            view: dict[str, Any] = {"url": self.site.api(""), "html_url": self.site.html(""), "domain": self.workspace}
+            if project is None:
+                return view
+            found = self._projects.get(project)
+            if found is None:
+                return self._identifier_missing(view, f"Project {project!r} not found")
+            view.update(url=self.site.api(f"/projects/{project}"), html_url=self.site.html(f"/{project}"), project_identifier=project)
+            if pipeline is not None:
+                match = next((p for p in found.pipelines.values() if p.identifier == pipeline), None)
+                if match is None or (match.hidden and not self.identifiers_see_hidden):
+                    return self._identifier_missing(view, f"Pipeline {pipeline!r} not found")
+                view.update(
+                    url=self.site.api(f"/projects/{project}/pipelines/{match.id}"),
+                    html_url=self.site.html(f"/{project}/pipelines/pipeline/{match.id}"),
+                    pipeline_id=match.id,
+                )
+            if environment is not None:
+                view["environment_id"] = hashlib.sha1(f"{project}:{environment}".encode(), usedforsecurity=False).hexdigest()[:8]
+            return view
+
+    def _identifier_missing(self, view: dict[str, Any], message: str) -> dict[str, Any]:
+        if self.identifiers_missing == "404":
+            raise ApiError(404, message)
+        return view
 
     def pipeline_view(self, workspace: str, project: str, pipeline_id: int | str) -> dict[str, Any]:
         """``GET .../pipelines/{id}``."""
@@ -258,6 +298,7 @@ class BuddyState:
             selected = [a for a in pipeline.actions if options.actions_to_run is None or a.id in options.actions_to_run]
             action_runs = [ActionRun(spec, self._object_id(now)) for spec in selected]
             start_at = now + pipeline.enqueued_for
+            scheduled = options.delay_until is not None and options.delay_until > now
             if options.delay_until is not None:
                 start_at = max(start_at, options.delay_until)
             execution = Execution(
@@ -274,6 +315,8 @@ class BuddyState:
                 outcome=pipeline.outcome,
                 fail_index=runs.fail_index(action_runs, pipeline.outcome, pipeline.fail_action),
             )
+            if scheduled:
+                execution.status = self.delayed_status
             self._executions.setdefault((project, pipeline.id), []).append(execution)
             runs.settle(execution, now)
             return self._view(execution)
@@ -321,7 +364,8 @@ class BuddyState:
         *,
         approver_id: int = TOKEN_OWNER_ID,
     ) -> dict[str, Any]:
-        """``PATCH .../executions/{id}``: CANCEL, RETRY, APPLY, APPLY_VARIABLES or RUN_DELAYED."""
+        """``PATCH .../executions/{id}``: CANCEL, RETRY, RUN_DELAYED, or an answer to a wait (APPLY, APPLY_VARIABLES,
+        SET_VARIABLES, APPROVE_VT)."""
         with self.lock:
             execution = self._execution(workspace, project, pipeline_id, execution_id)
             if not isinstance(body, dict):
@@ -338,11 +382,14 @@ class BuddyState:
                 runs.run_delayed(execution, now)
             else:
                 variables = parse_variables(body.get("variables"))
-                if operation == "APPLY_VARIABLES" and not variables:
-                    raise ApiError(400, "variables are required for APPLY_VARIABLES")
+                if operation in ("APPLY_VARIABLES", "SET_VARIABLES") and not variables:
+                    raise ApiError(400, f"variables are required for {operation}")
                 approve_id = body.get("approve_action_id")
-                runs.approve(execution, now, str(operation), variables, approve_id, approver_id)
+                runs.approve(execution, now, str(operation), variables, approve_id, approver_id, self._answers())
             return self._view(execution)
+
+    def _answers(self) -> dict[str, tuple[str, ...]]:
+        return {**runs.ANSWERS, "WAITING_FOR_SETTABLE_VARIABLES": (self.settable_variables_operation,)}
 
     def approve_in_buddy(self, project: str, pipeline_id: int, execution_id: int, variables: list[VariableSpec] | None) -> dict[str, Any]:
         """A person approves the waiting action in Buddy's UI (either kind of wait)."""
@@ -384,3 +431,28 @@ class BuddyState:
                 "total_element_count": len(lines),
                 "logs": chunk,
             }
+
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "identifiers_missing": IDENTIFIER_MISSES,
+    "identifiers_see_hidden": (True, False),
+    "delayed_status": DELAYED_STATUSES,
+    "settable_variables_operation": SETTABLE_OPERATIONS,
+}
+"""What the emulated Buddy can be told to play where its docs are silent, and the values each takes."""
+
+
+def configure_state(state: BuddyState, settings: dict[str, Any]) -> None:
+    """Apply the given (non-None) :data:`CHOICES` settings; ValueError naming the setting for a value outside them."""
+    for name, value in settings.items():
+        if value is None:
+            continue
+        allowed = CHOICES.get(name)
+        if allowed is None:
+            raise ValueError(f"unknown Buddy setting {name!r}; known: {', '.join(CHOICES)}")
+        if value not in allowed or (isinstance(value, bool) != isinstance(allowed[0], bool)):
+            raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+    with state.lock:
+        for name, value in settings.items():
+            if value is not None:
+                setattr(state, name, value)

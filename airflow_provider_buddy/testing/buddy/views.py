@@ -231,6 +231,56 @@ def action_execution_view(site: Site, execution: Execution, run: ActionRun, now:
     return view
 
 
+def short_id(*parts: str) -> str:
+    """A short alphanumeric id for an object the emulator only knows by name (environments, packages)."""
+    digest = hashlib.sha1(":".join(parts).encode(), usedforsecurity=False).digest()
+    alphabet = string.ascii_letters + string.digits
+    return "".join(alphabet[byte % len(alphabet)] for byte in digest[:8])
+
+
+def environment_view(site: Site, project: str, environment: str) -> dict[str, Any]:
+    """The environment a run names, shaped like seed 002's ``{url, html_url, name, identifier, id, scope}`` (the emulator
+    knows environments by the request's text only: it is both name and identifier)."""
+    env_id = short_id(project, "environment", environment)
+    return {
+        "url": site.api(f"/projects/{project}/environments/{env_id}"),
+        "html_url": site.html(f"/{project}/environments/environment/{env_id}"),
+        "name": environment,
+        "identifier": environment,
+        "id": env_id,
+        "scope": "PROJECT",
+    }
+
+
+def package_view(site: Site, name: str) -> dict[str, Any]:
+    """The top-level ``package`` of a run with a package version (seed 002)."""
+    package_id = short_id("package", name)
+    return {
+        "url": site.api(f"/packages/{package_id}"),
+        "html_url": site.html(f"/-/packages/{package_id}/versions"),
+        "id": package_id,
+        "type": "CONTAINER",
+        "name": name,
+        "identifier": name,
+        "scope": "WORKSPACE",
+        "size": 1048576000,
+    }
+
+
+def package_version_view(site: Site, name: str, version: str, moment: float) -> dict[str, Any]:
+    """A run's ``package_version`` (seed 002): it does not name its package, the sibling ``package`` does."""
+    package_id, version_id = short_id("package", name), short_id("package", name, version)
+    return {
+        "url": site.api(f"/packages/{package_id}/versions/{version_id}"),
+        "html_url": site.html(f"/-/packages/{package_id}/versions/{version_id}"),
+        "version_url": f"https://{version}-{name}.files-pkg-1.registry.sh/".lower().replace("_", "-"),
+        "id": version_id,
+        "version": version,
+        "size": 1048576,
+        "created_date": iso(moment),
+    }
+
+
 def execution_view(site: Site, execution: Execution, now: float, last: Execution | None) -> dict[str, Any]:
     """An execution with its action executions, shaped like the run response."""
     options = execution.options
@@ -261,10 +311,11 @@ def execution_view(site: Site, execution: Execution, now: float, last: Execution
         view["from_revision"] = revision_view(site, project, options.from_revision, execution.created)
     view["creator"] = member(site, execution.creator_id)
     if options.environment is not None:
-        view["environment"] = {"name": options.environment, "identifier": options.environment, "scope": "PROJECT"}
+        view["environment"] = environment_view(site, project, options.environment)
     if options.package_version is not None:
         name, _, version = options.package_version.partition(":")
-        view["package_version"] = {"package": name, "version": version or "latest"}
+        view["package"] = package_view(site, name)
+        view["package_version"] = package_version_view(site, name, version or "latest", execution.created)
     if options.delay_until is not None:
         view["delay_until"] = iso(options.delay_until)
     view["pipeline"] = pipeline_view(site, project, execution.pipeline, last, execution.created, with_actions=False)

@@ -53,5 +53,11 @@ def gorules_routes(state: GoRulesState) -> list[Route]:
             ),
             Route(project + "/releases", handler(lambda r, b: state.releases_view(p(r, "project"), *pages(r))), methods=["GET"]),
             Route(project + "/releases/deploy", handler(lambda r, b: state.deploy(p(r, "project"), b), status=201), methods=["POST"]),
+            Route(
+                project + "/releases/{release}",
+                handler(lambda r, b: state.release_view(p(r, "project"), p(r, "release"))),
+                methods=["GET"],
+            ),
+            Route(project + "/environments", handler(lambda r, b: state.environments_view(p(r, "project"))), methods=["GET"]),
         ]
     return routes

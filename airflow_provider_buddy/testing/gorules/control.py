@@ -36,6 +36,12 @@ class Review(Spec):
     comment: str | None = None
 
 
+class ChangeRequestReview(Spec):
+    """``POST .../change-requests/{request}/review``: a reviewer's answer to a change request."""
+
+    approve: bool = True
+
+
 def _body(model: type[SpecT], body: Any, what: str, id_alias: str | None = None) -> SpecT:
     if not isinstance(body, Mapping):
         raise ScenarioError(f"invalid {what}: the body must be a JSON object")
@@ -79,6 +85,10 @@ def gorules_control(state: GoRulesState) -> ControlPart:
             project(request), path_param(request, "run"), answer.environment, approve=answer.approve, comment=answer.comment
         )
 
+    def review_request(request: Request, body: Any) -> Any:
+        answer = _body(ChangeRequestReview, body or {}, "change request review")
+        return state.review_change_request(project(request), path_param(request, "request"), approve=answer.approve)
+
     def info() -> dict[str, Any]:
         return {"gorules_projects": [p["id"] for p in state.describe_all()]}
 
@@ -93,5 +103,6 @@ def gorules_control(state: GoRulesState) -> ControlPart:
         ControlRoute(one + "/runs/{run}", "GET", lambda r, b: state.run_view(project(r), path_param(r, "run"))),
         ControlRoute(one + "/runs/{run}/review", "POST", review),
         ControlRoute(one + "/deployed", "GET", lambda r, b: state.deployed(project(r))),
+        ControlRoute(one + "/change-requests/{request}/review", "POST", review_request),
     ]
     return ControlPart(routes=routes, info=info)

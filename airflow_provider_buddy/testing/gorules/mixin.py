@@ -49,10 +49,12 @@ class GoRulesEmulatorMixin:
 
         :param name: the project's name.
         :param environments: its environments, in workflow order: a key, or ``{"key", "name", "review",
-            "duration", "fails", "error", "id"}`` (``review``: deployments wait for a reviewer;
-            ``duration``: emulated seconds a deployment takes; ``fails``: it ends in failure).
+            "duration", "fails", "error", "id", "change_request", "approval_mode"}`` (``review``: deployments wait for a
+            reviewer; ``duration``: emulated seconds a deployment takes; ``fails``: it ends in failure;
+            ``change_request``: a deploy through the API makes a pending change request instead of a run).
         :param project_id: its id (a new uuid by default).
-        :param deploy_answer: what the deploy call answers: ``run``, ``id`` (``{"id"}``) or ``empty`` (``{}``).
+        :param deploy_answer: what the deploy call answers: ``run`` (the run, or the change request where the deploy makes
+            one), ``id`` (``{"id"}`` of either) or ``empty`` (``{}``).
         :param comment_visible: whether a deploy comment shows in the job's ``data``.
         :returns: ``{"id", "name", "environments": {key: environment_id}}``.
         :raises ScenarioError: (a ValueError) when the definition is invalid.
@@ -87,8 +89,9 @@ class GoRulesEmulatorMixin:
         self._gorules.configure(project_id, validate(GoRulesSettings, data, "GoRules project settings"))
 
     def gorules_projects(self) -> list[dict[str, Any]]:
-        """Every BRMS project's set-up: ``{"id", "name", "environments": [{"key", "id", "name", "review"}],
-        "releases": [{"id", "name", "version"}], "deploy_answer", "comment_visible"}``."""
+        """Every BRMS project's set-up: ``{"id", "name", "environments": [{"key", "id", "name", "review",
+        "change_request"}], "releases": [{"id", "name", "version"}], "change_requests": [...], "deploy_answer",
+        "comment_visible"}``."""
         return self._gorules.describe_all()
 
     def gorules_runs(self, project_id: str) -> list[dict[str, Any]]:
@@ -114,6 +117,16 @@ class GoRulesEmulatorMixin:
         :raises ApiError: when that job is not waiting for a review.
         """
         return self._gorules.review(project_id, run_id, environment_key, approve=approve, comment=comment)
+
+    def review_change_request(self, project_id: str, request_id: str, approve: bool = True) -> dict[str, Any]:
+        """
+        A reviewer answers a pending change request (made by a deploy to an environment with ``change_request``) in the
+        BRMS UI: approved, it is ``completed`` and the deployment runs (a new run, its id under ``runId``); rejected, it is
+        ``rejected``.
+
+        :raises ApiError: when it is not pending.
+        """
+        return self._gorules.review_change_request(project_id, request_id, approve=approve)
 
     def gorules_deployed(self, project_id: str) -> dict[str, str]:
         """What each environment (by key) runs now: ``{key: release_id}``."""

@@ -50,6 +50,8 @@ class Environment:
     :param duration: emulated seconds a deployment to it takes.
     :param fails: whether a deployment to it fails.
     :param error: the event text of a failed deployment.
+    :param change_request: whether a deploy to it through the API creates a change request instead of a run.
+    :param approval_mode: its ``approvalMode`` (None: made up from ``review`` and ``change_request``).
     """
 
     id: str
@@ -59,10 +61,20 @@ class Environment:
     duration: float
     fails: bool
     error: str
+    change_request: bool = False
+    approval_mode: str | None = None
 
     def view(self) -> dict[str, Any]:
         """``{id, name, key}`` as a job shows it."""
         return {"id": self.id, "name": self.name, "key": self.key}
+
+    @property
+    def mode(self) -> str:
+        """Its approval mode: as given, else ``require_any`` for change requests, ``require_one_per_team`` for a job
+        review, ``none`` otherwise (the emulator's choice: which mode gives which behaviour is not documented)."""
+        if self.approval_mode:
+            return self.approval_mode
+        return "require_any" if self.change_request else ("require_one_per_team" if self.review else "none")
 
 
 @dataclass
@@ -72,9 +84,10 @@ class Release:
 
     :param id: its id.
     :param name: its name.
-    :param version: its semantic version.
+    :param version: its semantic version (``semanticVersion``).
     :param description: its notes.
     :param created: when it was created (Unix seconds).
+    :param number: its numeric ``version`` (1 for a project's first release, and so on).
     """
 
     id: str
@@ -82,19 +95,68 @@ class Release:
     version: str
     description: str = ""
     created: float = 0.0
+    number: int = 1
 
     def ref(self) -> dict[str, Any]:
-        """``{id, name, version}`` as a run shows it."""
+        """``{id, name, version}`` as a run shows it: ``version`` a string there (seed 003), the semantic version."""
         return {"id": self.id, "name": self.name, "version": self.version}
 
-    def view(self, project_id: str) -> dict[str, Any]:
-        """The release as the releases list shows it."""
+    def short_view(self) -> dict[str, Any]:
+        """The release as an environment names it: ``{id, name, status, createdAt, version: number, semanticVersion}``."""
         return {
-            **self.ref(),
-            "description": self.description,
-            "projectId": project_id,
+            "id": self.id,
+            "name": self.name,
             "status": "published",
             "createdAt": iso(self.created),
+            "version": self.number,
+            "semanticVersion": self.version,
+        }
+
+    def view(self, project_id: str, change_requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The release as the releases list and get-a-release show it: ``version`` a number beside ``semanticVersion``
+        (https://docs.gorules.io/api-reference/brms/release/list-releases)."""
+        return {
+            **self.short_view(),
+            "description": self.description,
+            "projectId": project_id,
+            "deletedAt": None,
+            "changeRequests": change_requests or [],
+        }
+
+
+@dataclass
+class ChangeRequest:
+    """
+    A deployment waiting for approval as a change request (created by a deploy to an environment with
+    ``change_request``). How one looks in the API beyond ``{id, status, environment: {id, name}}`` (embedded in a
+    release) is not documented; the emulator answers the deploy with :meth:`view`.
+
+    :param status: ``pending``, then ``completed`` (approved: the deployment runs) or ``rejected``.
+    """
+
+    id: str
+    release: Release
+    environment: Environment
+    created: float
+    created_by: dict[str, Any]
+    comment: str | None = None
+    status: str = "pending"
+    run_id: str | None = None
+
+    def ref(self) -> dict[str, Any]:
+        """``{id, status, environment: {id, name}}`` as a release lists it."""
+        return {"id": self.id, "status": self.status, "environment": {"id": self.environment.id, "name": self.environment.name}}
+
+    def view(self) -> dict[str, Any]:
+        """The change request the emulator answers a deploy with (the shape is its own: the API's is not documented)."""
+        return {
+            **self.ref(),
+            "type": "release_deployment",
+            "releaseId": self.release.id,
+            "environmentId": self.environment.id,
+            "createdAt": iso(self.created),
+            "createdBy": self.created_by,
+            "comment": self.comment,
         }
 
 
@@ -162,8 +224,8 @@ class Project:
 
     :param id: its id.
     :param name: its name.
-    :param deploy_answer: what the deploy call answers: ``run`` (the run object), ``id`` (``{"id"}``)
-        or ``empty`` (``{}``, so a client must look the run up).
+    :param deploy_answer: what the deploy call answers: ``run`` (the run object, or the change request object where the
+        deploy makes one), ``id`` (``{"id"}`` of either) or ``empty`` (``{}``, so a client must look it up).
     :param comment_visible: whether the deploy comment shows in the job's ``data``.
     """
 
@@ -172,6 +234,7 @@ class Project:
     environments: dict[str, Environment] = field(default_factory=dict)
     releases: dict[str, Release] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
+    change_requests: list[ChangeRequest] = field(default_factory=list)
     deployed: dict[str, Release] = field(default_factory=dict)
     deploy_answer: str = "run"
     comment_visible: bool = True

@@ -37,6 +37,10 @@ class EnvironmentSpec(Spec):
     :param duration: emulated seconds a deployment to it takes.
     :param fails: a deployment to it ends in failure...
     :param error: ...with this event text.
+    :param change_request: a deploy to it through the API creates a pending change request instead of a run (approved
+        with ``review_change_request``, it then runs).
+    :param approval_mode: its ``approvalMode`` as listed (default: ``require_any`` with ``change_request``,
+        ``require_one_per_team`` with ``review``, else ``none``).
     """
 
     key: str = Field(min_length=1)
@@ -46,6 +50,8 @@ class EnvironmentSpec(Spec):
     duration: float = Field(default=1.0, ge=0)
     fails: bool = False
     error: str = Field(default=DEFAULT_ERROR, min_length=1)
+    change_request: bool = False
+    approval_mode: str | None = Field(default=None, min_length=1)
 
 
 class ReleaseSpec(Spec):
@@ -53,7 +59,7 @@ class ReleaseSpec(Spec):
     A published release of a project.
 
     :param name: its name.
-    :param version: its version.
+    :param version: its semantic version (``semanticVersion``; the numeric ``version`` counts the project's releases).
     :param id: its id (default: a new uuid).
     :param description: its notes.
     """
@@ -68,7 +74,8 @@ class GoRulesSettings(Spec):
     """
     How a project's deploy call behaves (None: unchanged).
 
-    :param deploy_answer: ``run`` (the run object), ``id`` (``{"id"}``) or ``empty`` (``{}``).
+    :param deploy_answer: ``run`` (the run object, or the change request object where the deploy makes one), ``id``
+        (``{"id"}`` of either) or ``empty`` (``{}``).
     :param comment_visible: whether a deploy comment shows in the job's ``data``.
     """
 

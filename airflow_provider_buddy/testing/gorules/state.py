@@ -17,6 +17,7 @@ from airflow_provider_buddy.testing.gorules.runs import (
     REVIEWER,
     RUN_FINISHED,
     TOKEN_OWNER,
+    ChangeRequest,
     Environment,
     Job,
     Project,
@@ -27,7 +28,7 @@ from airflow_provider_buddy.testing.gorules.runs import (
     settle,
 )
 from airflow_provider_buddy.testing.gorules.specs import GoRulesProjectSpec, GoRulesSettings, ReleaseSpec
-from airflow_provider_buddy.testing.gorules.views import run_view
+from airflow_provider_buddy.testing.gorules.views import environment_view, run_view
 
 
 def _paginate(items: Sequence[Any], page: int, per_page: int) -> tuple[list[Any], dict[str, Any]]:
@@ -111,7 +112,12 @@ class GoRulesState:
 
     def _add_release(self, project: Project, spec: ReleaseSpec) -> str:
         release = Release(
-            id=spec.id or self.new_id(), name=spec.name, version=spec.version, description=spec.description, created=self.now()
+            id=spec.id or self.new_id(),
+            name=spec.name,
+            version=spec.version,
+            description=spec.description,
+            created=self.now(),
+            number=len(project.releases) + 1,
         )
         project.releases[release.id] = release
         return release.id
@@ -132,8 +138,12 @@ class GoRulesState:
             return {
                 "id": project.id,
                 "name": project.name,
-                "environments": [{"key": e.key, "id": e.id, "name": e.name, "review": e.review} for e in project.environments.values()],
+                "environments": [
+                    {"key": e.key, "id": e.id, "name": e.name, "review": e.review, "change_request": e.change_request}
+                    for e in project.environments.values()
+                ],
                 "releases": [r.ref() for r in project.releases.values()],
+                "change_requests": [cr.view() for cr in project.change_requests],
                 "deploy_answer": project.deploy_answer,
                 "comment_visible": project.comment_visible,
             }
@@ -195,12 +205,35 @@ class GoRulesState:
             cancel(run, self.now(), comment, dict(by))
             return run_view(project, run)
 
+    def _release_view(self, project: Project, release: Release) -> dict[str, Any]:
+        requests = [cr.ref() for cr in project.change_requests if cr.release.id == release.id]
+        return release.view(project.id, requests)
+
     def releases_view(self, project_id: str, page: int, per_page: int) -> dict[str, Any]:
         """``GET /api/projects/{projectId}/releases``, newest first."""
         with self.lock:
             project = self._project(project_id)
             chunk, info = _paginate(list(reversed(project.releases.values())), page, per_page)
-            return {"results": [release.view(project.id) for release in chunk], "paginate": info}
+            return {"results": [self._release_view(project, release) for release in chunk], "paginate": info}
+
+    def release_view(self, project_id: str, release_id: str) -> dict[str, Any]:
+        """``GET /api/projects/{projectId}/releases/{releaseId}``, with its change requests."""
+        with self.lock:
+            project = self._project(project_id)
+            release = project.releases.get(release_id)
+            if release is None:
+                raise ApiError(404, "Release not found")
+            return self._release_view(project, release)
+
+    def environments_view(self, project_id: str) -> list[dict[str, Any]]:
+        """``GET /api/projects/{projectId}/environments``: a bare array, in workflow order."""
+        with self.lock:
+            project = self._project(project_id)
+            self._runs(project)  # what each environment runs now
+            return [
+                environment_view(project, env, order, project.change_requests)
+                for order, env in enumerate(project.environments.values(), start=1)
+            ]
 
     def deploy(self, project_id: str, body: Any) -> dict[str, Any]:
         """``POST /api/projects/{projectId}/releases/deploy`` with ``{releaseId, environmentId, comment}``."""
@@ -214,6 +247,14 @@ class GoRulesState:
             comment = body.get("comment")
             if comment is not None and not isinstance(comment, str):
                 raise ApiError(400, "comment must be a string")
+            env = project.environment(str(body["environmentId"]))
+            if env is not None and env.change_request:
+                request = self._change_request(project, str(body["releaseId"]), env, comment)
+                if project.deploy_answer == "id":
+                    return {"id": request.id}
+                if project.deploy_answer == "empty":
+                    return {}
+                return request.view()
             run = self._start(project, str(body["releaseId"]), [str(body["environmentId"])], TOKEN_OWNER, comment)
             if project.deploy_answer == "id":
                 return {"id": run.id}
@@ -250,7 +291,34 @@ class GoRulesState:
         settle(project, run, now)
         return run
 
+    def _change_request(self, project: Project, release_id: str, env: Environment, comment: str | None) -> ChangeRequest:
+        release = project.releases.get(release_id)
+        if release is None:
+            raise ApiError(404, "Release not found")
+        request = ChangeRequest(id=self.new_id(), release=release, environment=env, created=self.now(), created_by=dict(TOKEN_OWNER))
+        request.comment = comment
+        project.change_requests.append(request)
+        return request
+
     # --- what people do in the BRMS UI -----------------------------------------------------------------
+    def review_change_request(self, project_id: str, request_id: str, *, approve: bool = True) -> dict[str, Any]:
+        """A reviewer approves (the deployment then runs: a new run, as the emulator plays it) or rejects a pending
+        change request."""
+        with self.lock:
+            project = self._project(project_id)
+            request = next((cr for cr in project.change_requests if cr.id == request_id), None)
+            if request is None:
+                raise ApiError(404, f"Change request {request_id} not found")
+            if request.status != "pending":
+                raise ApiError(400, f"Change request {request_id} is {request.status}, not pending")
+            if not approve:
+                request.status = "rejected"
+                return request.view()
+            request.status = "completed"
+            run = self._start(project, request.release.id, [request.environment.id], request.created_by, request.comment)
+            request.run_id = run.id
+            return {**request.view(), "runId": run.id}
+
     def start_run(self, project_id: str, release_id: str, environments: Sequence[str], comment: str | None = None) -> dict[str, Any]:
         """Start a workflow run over several environments, as someone in the BRMS UI would."""
         with self.lock:
