@@ -260,8 +260,7 @@ def _request_body(execution: Execution, kind: WaitKind) -> str:
 
 
 def _variables_form(waiting: Any) -> Any:
-    from airflow.sdk import Param
-    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk import Param, ParamsDict  # type: ignore[attr-defined,unused-ignore]  # public, missing in 3.3.2's sdk stub
 
     form: dict[str, Any] = {}
     for variable in waiting.passed_variables or []:

@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseSensorOperator
-from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_buddy.links import BuddyExecutionLink
 from airflow_provider_buddy.utils.arguments import (
@@ -31,7 +30,7 @@ from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
-    from airflow.triggers.base import StartTriggerArgs
+    from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
     from airflow_provider_buddy.utils.buddy_waiting import BuddyWaitEvent
 
@@ -119,7 +118,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     def _start_in_triggerer(self) -> StartTriggerArgs:
         """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
         there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
-        from airflow.triggers.base import StartTriggerArgs
+        from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
         return StartTriggerArgs(
             trigger_cls="airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",

@@ -8,8 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseSensorOperator
-from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
@@ -22,7 +21,7 @@ from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.triggers.base import StartTriggerArgs
+    from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
     from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
@@ -90,7 +89,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
     def _start_in_triggerer(self) -> StartTriggerArgs:
         """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
         there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
-        from airflow.triggers.base import StartTriggerArgs
+        from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
         return StartTriggerArgs(
             trigger_cls="airflow_provider_buddy.triggers.gorules.GoRulesRunTrigger",

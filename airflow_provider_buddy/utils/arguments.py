@@ -153,6 +153,6 @@ def positive_seconds(value: Any, parameter: str) -> float:
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable`` from Airflow's configuration."""
-    from airflow.configuration import conf
+    from airflow_provider_buddy.utils.airflow_compat import conf
 
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_buddy.testing import BuddyEmulator
-from tests.airflow_support import rendered_fields, run_dag, states, xcom
+from tests.airflow_support import hitl_waiting_states, rendered_fields, run_dag, states, xcom
 from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture  # noqa: F401
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "gorules_release.py"
@@ -41,18 +41,21 @@ def answer_gate(client: Any, dag_id: str, choice: str, before: Callable[[], None
     def run() -> None:
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
         from sqlalchemy import select
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with create_session() as session:
                 run_id = session.scalar(
-                    select(TI.run_id).where(TI.dag_id == dag_id, TI.task_id == "gate", TI.state == TaskInstanceState.AWAITING_INPUT)
+                    select(TI.run_id).where(TI.dag_id == dag_id, TI.task_id == "gate", TI.state.in_(hitl_waiting_states()))
                 )
             if run_id is not None:
-                before()
                 path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/gate/-1/hitlDetails"
+                detail = client.get(path)
+                if detail.status_code != 200 or detail.json().get("response_received"):
+                    time.sleep(0.2)  # Airflow 3.1: the request is not written yet (the gate waits deferred, not awaiting input)
+                    continue
+                before()
                 response = client.patch(path, json={"chosen_options": [choice]})
                 out.append((response.status_code, response.json()))
                 return
