@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit e2e e2e-deps scale scale-deps scale-reduced demo bench soak clean
+.PHONY: install test lint typecheck unit package-check test-airflow31 e2e e2e-deps scale scale-deps scale-reduced demo bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,51 @@ scale: install scale-deps
 scale-reduced: install scale-deps
 	SCALE_SIZE=reduced $(PY) -m pytest -q -m scale tests/scale $(SCALE_ARGS)
 
-test: lint typecheck unit e2e scale-reduced
+# Build the sdist and the wheel, check their contents and metadata, install the wheel into a clean virtualenv
+# (tmp/package/venv, not .venv) and check there: `airflow providers list`, the hooks and the [buddy] config section
+# through Airflow's ProvidersManager, `airflow config list`, every example DAG imported, the emulator's extra
+package-check: install
+	nice $(PY) tests/packaging/check_package.py
+
+# The oldest supported Airflow: a virtualenv with Airflow 3.1 (tests/compat/airflow31-requirements.txt) and this
+# package, running a subset of the unit suite on it: the hooks (connection forms included), the triggers, every
+# operator and sensor in real Airflow (dag.test), the approval gate through Airflow's HITL REST API, an example
+# DAG of each service, the public-import and declared-dependency checks
+VENV31 := tmp/venv-airflow31
+PY31 := $(VENV31)/bin/python
+STAMP31 := $(VENV31)/.installed
+AIRFLOW31_TESTS := tests/hooks/test_buddy.py tests/hooks/test_gorules.py tests/hooks/test_connection_forms.py \
+	tests/triggers/test_buddy.py tests/triggers/test_gorules.py tests/operators/test_approval.py \
+	tests/operators/test_buddy.py::test_run_waits_and_records_everything \
+	tests/operators/test_buddy.py::test_retry_reattaches_instead_of_starting_a_second_run \
+	tests/operators/test_buddy.py::test_execution_timeout_cancels_the_run \
+	tests/operators/test_buddy.py::test_run_on_approval_succeed_then_approve_operator \
+	tests/operators/test_buddy.py::test_cancel_operator \
+	tests/operators/test_buddy.py::test_retry_operator_waits_for_the_retried_run \
+	tests/operators/test_buddy.py::test_clear_cache_operator \
+	tests/operators/test_gorules.py::test_deploy_and_wait \
+	tests/operators/test_gorules.py::test_timeout_cancels_the_run_with_a_comment \
+	tests/operators/test_gorules.py::test_cancel_run_operator \
+	tests/sensors/test_buddy.py::test_success_returns_summary_and_link \
+	tests/sensors/test_buddy.py::test_failure_names_action_error_and_log_tail \
+	tests/sensors/test_buddy.py::test_execution_id_templated_from_upstream_xcom \
+	tests/sensors/test_buddy.py::test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it \
+	tests/sensors/test_gorules.py::test_completed_run_returns_its_summary \
+	tests/sensors/test_gorules.py::test_on_approval_wait_waits_for_the_reviewer \
+	tests/example_dags/test_buddy_examples.py::test_release_approved \
+	tests/example_dags/test_gorules_release.py::test_release_gate \
+	tests/compat tests/test_get_provider_info.py
+
+$(STAMP31): $(STAMP) tests/compat/airflow31-requirements.txt
+	$(VENV)/bin/uv venv --quiet --allow-existing --python $(PY) $(VENV31)
+	$(VENV)/bin/uv pip install --quiet --python $(PY31) -e '.[test]' -r tests/compat/airflow31-requirements.txt
+	touch $(STAMP31)
+
+test-airflow31: $(STAMP31)
+	@$(PY31) -c 'import sys; from importlib.metadata import version; v = version("apache-airflow"); print("test-airflow31: Airflow", v); sys.exit(not v.startswith("3.1."))'
+	nice $(PY31) -m pytest -q -p no:cacheprovider --tb=short -rfEs -m "not e2e" $(AIRFLOW31_TESTS) $(AIRFLOW31_ARGS)
+
+test: lint typecheck unit package-check test-airflow31 e2e scale-reduced
 
 demo: install
 	$(PY) -m airflow_provider_buddy.demo $(DEMO_ARGS)

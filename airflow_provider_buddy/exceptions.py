@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_buddy.utils.airflow_compat import AirflowFailException
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import TaskInstanceKey  # airflow.sdk.types on 3.3, airflow.models on 3.1
     from airflow.sdk import BaseOperator
-    from airflow.sdk.types import TaskInstanceKey
 
 HTML_URL_KEY = "html_url"
 EXECUTION_ID_KEY = "execution_id"

@@ -104,7 +104,13 @@ def airflow_db() -> None:
     """A fresh Airflow metadata database (sqlite in the throwaway AIRFLOW_HOME), once per session."""
     from airflow.utils import db
 
+    from tests.airflow_support import airflow_has_awaiting_input, serve_hitl_reads_in_dag_test
+
     db.resetdb()
+    if not airflow_has_awaiting_input():
+        # Airflow 3.1: every gate waits in its trigger, which dag.test() runs under the task supervisor; let that
+        # supervisor answer the trigger's HITL reads as the triggerer does (3.3 needs it only for a retried gate)
+        serve_hitl_reads_in_dag_test()
 
 
 @pytest.fixture(scope="session")

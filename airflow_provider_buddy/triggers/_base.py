@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent  # documented; no sdk/compat alias in 3.1-3.3
 
 from airflow_provider_buddy.exceptions import ErrorKind, ProviderApiError
 from airflow_provider_buddy.hooks._base import ApiHookBase
@@ -189,7 +189,8 @@ class PollingTrigger(BaseTrigger):
         if ti is None:
             return False
         try:
-            # no public API lets a trigger read its task's state; the triggerer answers this task-runner request
+            # internal, kept: no public API lets a trigger read its task's state (the standard provider's
+            # WorkflowTrigger makes the same call); the triggerer answers this task-runner request
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
             from asgiref.sync import sync_to_async
 

@@ -21,9 +21,9 @@ async def store_task_xcoms(trigger: BaseTrigger, xcoms: dict[str, Any]) -> bool:
     ti = getattr(trigger, "task_instance", None)
     if ti is None:
         return False
-    from airflow.sdk import BaseXCom
-
     try:
+        from airflow.sdk import BaseXCom  # Airflow 3.1 exports no BaseXCom there (and its BaseXCom has no aset)
+
         for key, value in xcoms.items():
             await BaseXCom.aset(key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
     except Exception as exc:  # an Airflow whose triggerer cannot: the worker pushes them instead

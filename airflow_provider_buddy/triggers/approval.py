@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent  # documented; no sdk/compat alias in 3.1-3.3
 
 from airflow_provider_buddy.hooks.buddy import BuddyHook
 from airflow_provider_buddy.triggers._poller import SharedPoller

@@ -43,7 +43,12 @@ def mask_variables(value: Any) -> None:
             secrets.extend(v.value for v in variables_from(value) if v.encrypted and v.value)
         except (ValueError, TypeError):
             return  # not variables: the parameter's own check reports it
-    from airflow.sdk.log import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
 
     for secret in secrets:
         mask_secret(secret)
+
+
+def check_variables(value: Any, parameter: str) -> None:
+    """Check variables (dict or list; None for none) with an error naming ``parameter``, and mask their encrypted values."""
+    mask_variables(approval_variables_of(value, parameter))

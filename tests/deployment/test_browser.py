@@ -141,11 +141,15 @@ def test_extra_link_opens_the_buddy_execution(e2e: E2E, page: Any, shots: Path, 
     assert api.extra_links("buddy_release", run_id, "build")["extra_links"] == {"Buddy execution": execution["html_url"]}
 
 
+ASKING = ("deferred", "awaiting_input")
+"""The gate's states while its request is open: on Airflow 3.3 it waits in its trigger (deferred), not parked."""
+
+
 def test_approve_in_required_actions(e2e: E2E, page: Any, shots: Path, release_runs: list[str]) -> None:
     """Browse -> Required actions -> the pending Buddy approval -> Approve: Buddy gets exactly one APPLY for that run."""
     api = e2e.deployment.rest
     run_id = wait_until(
-        lambda: next((r for r in release_runs if api.task_states("buddy_release", r).get("approve") == "awaiting_input"), None),
+        lambda: next((r for r in release_runs if api.task_states("buddy_release", r).get("approve") in ASKING), None),
         "a browser run's gate to ask", 300, interval=1.0, alive=e2e.deployment.check_alive,
     )  # fmt: skip
     mark = marker("buddy_release", run_id, "staging")

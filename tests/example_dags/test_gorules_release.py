@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_buddy.testing import BuddyEmulator
-from tests.airflow_support import run_dag, states, xcom
+from tests.airflow_support import hitl_waiting_states, rendered_fields, run_dag, states, xcom
 from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture  # noqa: F401
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "gorules_release.py"
@@ -41,18 +41,21 @@ def answer_gate(client: Any, dag_id: str, choice: str, before: Callable[[], None
     def run() -> None:
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
         from sqlalchemy import select
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with create_session() as session:
                 run_id = session.scalar(
-                    select(TI.run_id).where(TI.dag_id == dag_id, TI.task_id == "gate", TI.state == TaskInstanceState.AWAITING_INPUT)
+                    select(TI.run_id).where(TI.dag_id == dag_id, TI.task_id == "gate", TI.state.in_(hitl_waiting_states()))
                 )
             if run_id is not None:
-                before()
                 path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/gate/-1/hitlDetails"
+                detail = client.get(path)
+                if detail.status_code != 200 or detail.json().get("response_received"):
+                    time.sleep(0.2)  # Airflow 3.1: the request is not written yet (the gate waits deferred, not awaiting input)
+                    continue
+                before()
                 response = client.patch(path, json={"chosen_options": [choice]})
                 out.append((response.status_code, response.json()))
                 return
@@ -72,7 +75,7 @@ def test_example_parses_fast_and_is_documented() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     seconds, dag_id, tasks = result.stdout.split()[-3:]
-    assert float(seconds) < 1.0 and dag_id == "gorules_release" and tasks == "4"
+    assert float(seconds) < 1.0 and dag_id == "gorules_release" and tasks == "5"
     assert len(EXAMPLE.read_text().split('"""')[1]) > 500
 
 
@@ -94,9 +97,12 @@ def test_release_gate(brms: Brms, emulator: BuddyEmulator, airflow_api: Any, cho
     assert xcom(dag_run, "deploy_to_staging", "summary")["waiting_environments"] == ["Staging (staging)"]
     [deploy] = brms.deploys()
     assert deploy.json["comment"].startswith(f"Rules release from Airflow (gorules_release, {dag_run.run_id})")
+    body = rendered_fields(dag_run, "gate")["body"]  # written by the TaskFlow task from the deploy's summary
+    assert f"run {run['id']} of Pricing rules 1.4.0 waits for review on: Staging (staging)" in body
     if choice == "Promote":
         assert states(dag_run) == {
             "deploy_to_staging": "success",
+            "gate_text": "success",
             "gate": "success",
             "wait_for_rollout": "success",
             "cancel_rollout": "skipped",
@@ -106,6 +112,7 @@ def test_release_gate(brms: Brms, emulator: BuddyEmulator, airflow_api: Any, cho
     else:
         assert states(dag_run) == {
             "deploy_to_staging": "success",
+            "gate_text": "success",
             "gate": "success",
             "wait_for_rollout": "skipped",
             "cancel_rollout": "success",

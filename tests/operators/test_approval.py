@@ -14,7 +14,7 @@ from airflow_provider_buddy.operators.approval import BuddyApprovalOperator
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
-from tests.airflow_support import HitlResponder, run_dag, serve_hitl_reads_in_dag_test, states, xcom
+from tests.airflow_support import HitlResponder, requires_airflow, run_dag, serve_hitl_reads_in_dag_test, states, xcom
 from tests.conftest import LogCapture
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "buddy_conn")
@@ -176,6 +176,11 @@ def test_parse_time_checks() -> None:
         BuddyApprovalOperator(task_id="g", project_name="", pipeline_id=2, execution_id=1)
 
 
+@requires_airflow(
+    "3.3",
+    "only Airflow 3.3 keeps an earlier try's HITL answer (hitl_detail_history); on 3.1 the retry's new request wipes "
+    "it (execution API upsert_hitl_detail), so there is no recorded answer to apply",
+)
 def test_a_gate_retried_after_its_answer_applies_the_recorded_answer_without_asking_again(
     emulator: BuddyEmulator, responder: HitlResponder, logs: LogCapture
 ) -> None:

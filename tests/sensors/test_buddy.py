@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
-from tests.airflow_support import run_dag, states, xcom
+from tests.airflow_support import requires_airflow, run_dag, states, xcom
 from tests.conftest import LogCapture
 from tests.emulator_clock import clock_held_until_answered
 
@@ -33,6 +33,7 @@ ASK = [
     {"id": 29, "name": "Prepare", "type": "BUILD", "duration": 10},
     {"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
 ]
+LONG = [{"id": 50, "name": "Migrate", "type": "BUILD", "duration": 100000}]
 FAILING = [{"id": 40, "name": "Unit tests", "type": "BUILD", "duration": 20, "log": [f"pytest line {i}" for i in range(70)]}]
 
 
@@ -50,9 +51,8 @@ def sensor_dag(emulator: BuddyEmulator, pipeline_id: int, deferrable: bool, **kw
             pipeline_id=pipeline_id,
             execution_id="{{ ti.xcom_pull(task_ids='start') }}",
             poke_interval=0.1,
-            timeout=60,
             deferrable=deferrable,
-            **kwargs,
+            **{"timeout": 60, **kwargs},
         )
     return dag
 
@@ -216,6 +216,29 @@ def test_buddy_not_answering_well_does_not_end_the_wait(emulator: BuddyEmulator,
     assert "still waiting, looking again later" in logs.text
 
 
+@MODES
+def test_timeout_fails_without_a_retry_as_airflow_sensors_do(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    """The sensor's timeout passes (in the triggerer: the trigger's deadline): AirflowSensorTimeout, so no retry; the run goes on."""
+    emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", name="Long", actions=LONG)
+    dag_run = run_dag(sensor_dag(emulator, 8, deferrable, timeout=1.5, retries=2, retry_delay=timedelta(0)))
+    assert states(dag_run) == {"start": "success", "wait": "failed"} and dag_run.get_task_instance("wait").try_number == 1
+    assert "AirflowSensorTimeout" in logs.text and "Sensor has timed out" in logs.text
+    assert_mode(logs, deferrable)
+    run = last_run(emulator, 8)
+    assert run["status"] == "INPROGRESS" and emulator.requests_to("PATCH", EXECUTION) == []  # a sensor never cancels
+
+
+def test_timeout_with_soft_fail_skips_in_deferrable_mode(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", name="Long", actions=LONG)
+    dag_run = run_dag(sensor_dag(emulator, 8, True, timeout=1, soft_fail=True))
+    assert states(dag_run) == {"start": "success", "wait": "skipped"}
+
+
+@requires_airflow(
+    "3.2",
+    "Airflow 3.1's scheduler does not honour start_from_trigger (its code for it is commented out) and it has no "
+    "DagSerialization; the sensor runs execute() there",
+)
 def test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it() -> None:
     """What the scheduler reads (the serialized DAG) says: a deferrable sensor with literal arguments starts in the
     triggerer; one with a template or an XComArg does not (Airflow 3.3's triggerer cannot pull XComs to render it), nor
