@@ -65,6 +65,8 @@ AIRFLOW31_TESTS := tests/hooks/test_buddy.py tests/hooks/test_gorules.py tests/h
 	tests/operators/test_buddy.py::test_cancel_operator \
 	tests/operators/test_buddy.py::test_retry_operator_waits_for_the_retried_run \
 	tests/operators/test_buddy.py::test_clear_cache_operator \
+	tests/operators/test_buddy_operations.py::test_scheduled_run_is_started_now_and_waited_on \
+	tests/operators/test_hitl.py \
 	tests/operators/test_gorules.py::test_deploy_and_wait \
 	tests/operators/test_gorules.py::test_timeout_cancels_the_run_with_a_comment \
 	tests/operators/test_gorules.py::test_cancel_run_operator \
