@@ -226,7 +226,7 @@ class Demo:
     def report(self) -> None:
         """The final state of every task, and what Buddy received."""
         print("\nFinal task states:", flush=True)
-        for task_id in ("clear_cache", "build", "staging", "approve", "production"):
+        for task_id in ("clear_cache", "build", "deploy_vars", "staging", "approve", "production"):
             print(f"  {task_id:<12} {self.states.get(task_id, 'none')}", flush=True)
         try:
             requests = httpx.get(f"{self.emulator_url}/__emulator__/requests", timeout=5).json()

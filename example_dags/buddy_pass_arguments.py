@@ -3,8 +3,9 @@ A Buddy run that stops at a "Pass arguments" step, answered from Airflow's form.
 
 1. ``start``   — run the ``release-notes`` pipeline; it stops at its "Pass arguments" step
                  (``WAIT_FOR_VARIABLES``). ``on_approval="succeed"`` ends the task at that gate.
-2. ``answer``  — Airflow's human-in-the-loop request shows a form pre-filled from the values Buddy
-                 asks for; Approve sends them with APPLY_VARIABLES, Reject cancels the Buddy run.
+2. ``answer``  — Airflow's human-in-the-loop request on that execution (``start.output``) shows a form
+                 pre-filled from the values Buddy asks for; Approve sends them with APPLY_VARIABLES,
+                 Reject cancels the Buddy run.
 3. ``publish`` — wait for the run to finish with the given values.
 
 Connection ``buddy_default``. Runs against the emulator's ``demo.json`` scenario.
@@ -19,8 +20,6 @@ from airflow.sdk import DAG
 from airflow_provider_buddy.operators.approval import BuddyApprovalOperator
 from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
-
-RUN_ID = "{{ ti.xcom_pull(task_ids='start') }}"
 
 with DAG(
     dag_id="buddy_pass_arguments",
@@ -37,10 +36,10 @@ with DAG(
         task_id="answer",
         project_name="web",
         pipeline_id="release-notes",
-        execution_id=RUN_ID,
+        execution_id=start.output,  # the execution id: this also makes start run first
         subject="Release notes for the next release",
     )
     publish = BuddyExecutionSensor(
-        task_id="publish", project_name="web", pipeline_id="release-notes", execution_id=RUN_ID, deferrable=True, poke_interval=2
+        task_id="publish", project_name="web", pipeline_id="release-notes", execution_id=start.output, deferrable=True, poke_interval=2
     )
-    start >> answer >> publish
+    answer >> publish

@@ -4,12 +4,18 @@ Release orchestration with Buddy.Works: build, deploy to staging, a person appro
 1. ``clear_cache``  — clear the build pipeline's cache (fresh dependencies for a release build).
 2. ``build``        — run the build pipeline on the chosen branch and wait without holding a worker
                       (deferrable); a retry re-attaches to the same Buddy run instead of starting another.
-3. ``staging``      — run the deploy pipeline; it deploys to staging and then stops at Buddy's
-                      "Wait for approval" step. ``on_approval="succeed"`` ends this task right there,
-                      so the DAG puts its own gate next.
-4. ``approve``      — the gate, in Airflow's "Required actions" view (human-in-the-loop). Approve sends
-                      APPLY to Buddy's waiting step; Reject cancels the Buddy run and skips production.
-5. ``production``   — wait for the same Buddy run to finish its production step.
+3. ``deploy_vars``  — a TaskFlow task: the deploy pipeline's variables, the version the build produced
+                      (the build's outputted ``VERSION``, from its XCom ``summary``).
+4. ``staging``      — run the deploy pipeline with those variables; it deploys to staging and then stops
+                      at Buddy's "Wait for approval" step. ``on_approval="succeed"`` ends this task right
+                      there, so the DAG puts its own gate next.
+5. ``approve``      — the gate, in Airflow's "Required actions" view (human-in-the-loop), on the execution
+                      ``staging`` started (``staging.output``). Approve sends APPLY to Buddy's waiting
+                      step; Reject cancels the Buddy run and skips production.
+6. ``production``   — wait for the same Buddy run to finish its production step.
+
+Values from upstream tasks (``staging.output``, the TaskFlow result) set the dependencies themselves; only
+the order that passes no value is written with ``>>``.
 
 Params: ``branch`` and ``comment``. Connection ``buddy_default`` (type ``buddy``). The pipelines are
 referred to by their Buddy identifiers. ``make demo`` runs this DAG end to end against the local
@@ -19,15 +25,15 @@ Buddy emulator (scenario ``airflow_provider_buddy/testing/scenarios/demo.json``)
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_buddy.operators.approval import BuddyApprovalOperator
 from airflow_provider_buddy.operators.buddy import BuddyClearPipelineCacheOperator, BuddyRunPipelineOperator
 from airflow_provider_buddy.sensors.buddy import BuddyExecutionSensor
 
 PROJECT = "web"
-RUN_ID = "{{ ti.xcom_pull(task_ids='staging') }}"
 
 with DAG(
     dag_id="buddy_release",
@@ -54,12 +60,18 @@ with DAG(
         retries=2,
     )
 
+    @task
+    def deploy_vars(build_summary: dict[str, Any]) -> dict[str, str]:
+        """The deploy pipeline's variables: the version the build produced."""
+        return {"VERSION": build_summary["outputted_variables"]["VERSION"]}
+
     staging = BuddyRunPipelineOperator(
         task_id="staging",
         project_name=PROJECT,
         pipeline_id="deploy-staging",
         branch="{{ params.branch }}",
         comment="{{ params.comment }} (deploy)",
+        variables=deploy_vars(build.output["summary"]),
         on_approval="succeed",
         deferrable=True,
         poll_interval=2,
@@ -69,17 +81,18 @@ with DAG(
         task_id="approve",
         project_name=PROJECT,
         pipeline_id="deploy-staging",
-        execution_id=RUN_ID,
+        execution_id=staging.output,  # the run operator returns the execution id
     )
 
     production = BuddyExecutionSensor(
         task_id="production",
         project_name=PROJECT,
         pipeline_id="deploy-staging",
-        execution_id=RUN_ID,
+        execution_id=staging.output,
         deferrable=True,
         poke_interval=2,
         timeout=3600,
     )
 
-    clear_cache >> build >> staging >> approve >> production
+    clear_cache >> build
+    approve >> production

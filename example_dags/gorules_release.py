@@ -8,11 +8,16 @@ Rules release with GoRules BRMS: deploy a release to staging, wait, a person dec
                            environment's review, with the environments pending review in its XCom
                            ``summary``; a retry re-attaches to the same run instead of deploying again,
                            and a timeout cancels the run.
-2. ``gate``              — the Airflow gate, in the "Required actions" view (human-in-the-loop):
+2. ``gate_text``         — a TaskFlow task: what the reviewer reads, from the deploy's XCom ``summary``
+                           (the run, its link, the environments waiting for review).
+3. ``gate``              — the Airflow gate, in the "Required actions" view (human-in-the-loop):
                            "Promote" or "Reject". Unanswered after a day, it rejects.
-3. ``wait_for_rollout``  — Promote: wait (deferrable) until the run completes. The BRMS review itself is
+4. ``wait_for_rollout``  — Promote: wait (deferrable) until the run completes. The BRMS review itself is
                            approved by a reviewer in the BRMS UI: the API documents no approve call.
-4. ``cancel_rollout``    — Reject: cancel the run, with the comment the API requires.
+5. ``cancel_rollout``    — Reject: cancel the run, with the comment the API requires.
+
+``wait_for_rollout`` and ``cancel_rollout`` take the run from ``deploy.output`` (the deploy operator returns
+the run id), which also makes them wait for the deploy: values from upstream set the dependencies themselves.
 
 Params: ``project_id``, ``release_id``, ``environment_id`` (ids from the BRMS). Connection
 ``gorules_default`` (type ``gorules``): host = the BRMS URL (``https://{customer}.gorules.io`` or a
@@ -23,15 +28,15 @@ The file only builds the DAG (no I/O at import), so it parses in well under a se
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_buddy.operators.gorules import GoRulesCancelRunOperator, GoRulesDeployReleaseOperator
 from airflow_provider_buddy.operators.hitl import HeldHITLBranchOperator
 from airflow_provider_buddy.sensors.gorules import GoRulesRunSensor
 
 PROJECT = "{{ params.project_id }}"
-RUN_ID = "{{ ti.xcom_pull(task_ids='deploy_to_staging', key='run_id') }}"
 
 with DAG(
     dag_id="gorules_release",
@@ -59,13 +64,20 @@ with DAG(
         execution_timeout=timedelta(hours=1),
     )
 
+    @task
+    def gate_text(summary: dict[str, Any]) -> str:
+        """What the reviewer reads: the run, where it waits for review, and what each answer does."""
+        waiting = ", ".join(summary.get("waiting_environments") or []) or "no environment (it went on)"
+        return (
+            f"Deployment workflow run {summary['run_id']} of {summary.get('release') or 'the release'} waits for review on: "
+            f"{waiting}.\n\n{summary.get('run_url')}\n\n"
+            "Promote: wait for it to complete (approve the review in the BRMS). Reject: cancel it."
+        )
+
     gate = HeldHITLBranchOperator(
         task_id="gate",
         subject="Promote GoRules release {{ params.release_id }}?",
-        body=(
-            "Deployment workflow run " + RUN_ID + " is on staging or waits for its review there. "
-            "Promote: wait for it to complete (approve the review in the BRMS). Reject: cancel it."
-        ),
+        body=gate_text(deploy.output["summary"]),
         options=["Promote", "Reject"],
         options_mapping={"Promote": "wait_for_rollout", "Reject": "cancel_rollout"},
         defaults=["Reject"],
@@ -75,7 +87,7 @@ with DAG(
     wait_for_rollout = GoRulesRunSensor(
         task_id="wait_for_rollout",
         project_id=PROJECT,
-        run_id=RUN_ID,
+        run_id=deploy.output,
         deferrable=True,
         poke_interval=30,
         timeout=6 * 3600,
@@ -84,8 +96,8 @@ with DAG(
     cancel_rollout = GoRulesCancelRunOperator(
         task_id="cancel_rollout",
         project_id=PROJECT,
-        run_id=RUN_ID,
+        run_id=deploy.output,
         comment="Rejected at the Airflow gate of {{ dag.dag_id }} ({{ run_id }})",
     )
 
-    deploy >> gate >> [wait_for_rollout, cancel_rollout]
+    gate >> [wait_for_rollout, cancel_rollout]

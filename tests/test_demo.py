@@ -26,6 +26,6 @@ def test_demo_runs_the_release_end_to_end(tmp_path: Path) -> None:
     assert "DEMO PASSED" in out
     assert "Reviewer answered 'Approve' through Airflow's REST API (HTTP 200)" in out
     assert "-> awaiting_input" in out and "Airflow  approval requested: Approve" in out
-    for task_id in ("clear_cache", "build", "staging", "approve", "production"):
+    for task_id in ("clear_cache", "build", "deploy_vars", "staging", "approve", "production"):
         assert f"  {task_id:<12} success" in out
     assert out.count("-> run (HTTP 200)") == 2 and out.count("-> APPLY (HTTP 200)") == 1

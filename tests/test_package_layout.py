@@ -27,6 +27,7 @@ NEUTRAL = [
     "utils.backoff",
     "utils.cancelling",
     "utils.reattach",
+    "utils.sensor_timeout",
     "utils.waiting",
 ]
 """What both services share: none of these may import a Buddy or GoRules module."""

@@ -19,8 +19,8 @@ the gate waits as Airflow's own does.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.providers.standard.triggers.hitl import HITLTrigger
@@ -29,7 +29,7 @@ from airflow_provider_buddy.exceptions import BuddyApiError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.status import WaitKind
 from airflow_provider_buddy.operators.hitl import GATE_RETRIES, GATE_RETRY_DELAY, awaiting_input, hitl_kwargs, under_dag_test
-from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, check_positive_int, positive_int
+from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, Check, positive_int
 from airflow_provider_buddy.utils.buddy_gate import (
     DECISION_KEY,
     GateDecision,
@@ -38,7 +38,7 @@ from airflow_provider_buddy.utils.buddy_gate import (
     decision_of,
     remember_asked,
 )
-from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
+from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_waiting import describe_execution
 from airflow_provider_buddy.utils.deferral import ended_in_triggerer
 from airflow_provider_buddy.utils.reattach import first_try_of_generation, try_number_of
@@ -84,6 +84,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     template_fields: Sequence[str] = ("subject", "body", "project_name", "pipeline_id", "execution_id", "workspace")
     operator_extra_links = (BuddyExecutionLink(),)
     ui_color = "#1a86fd"
+    argument_checks: ClassVar[Mapping[str, Check]] = EXECUTION_CHECKS
 
     def __init__(
         self,
@@ -104,7 +105,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         self._custom_body = body is not None
         self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
         self.execution_id = execution_id
-        check_positive_int(execution_id, "execution_id")
+        self.check_given_arguments("execution_id")
         self._gate: tuple[int, int] | None = None
         self._asked: str | None = None
 
@@ -117,6 +118,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
     def execute(self, context: Context) -> Any:
         """Check the execution waits for a person, then put the request into Airflow's UI — or, on a retry, apply the
         answer an earlier try got (whatever Buddy shows now: that try may have applied it already)."""
+        self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution = self._current(pipeline_id)
         context["ti"].xcom_push(key=EXECUTION_ID_KEY, value=execution.id)

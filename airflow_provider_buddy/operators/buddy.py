@@ -9,9 +9,9 @@ unless ``cancel_on_kill=False``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from pydantic import ValidationError
@@ -28,17 +28,18 @@ from airflow_provider_buddy.models.status import StatusGroup, WaitKind
 from airflow_provider_buddy.models.validation import describe_validation_error
 from airflow_provider_buddy.utils.arguments import (
     BUDDY_DEFAULT_CONN_ID,
+    Check,
     check_bool,
-    check_positive_int,
     default_deferrable,
-    is_template,
+    optional,
     positive_int,
     positive_seconds,
+    resolved_later,
 )
 from airflow_provider_buddy.utils.backoff import LOOKUP_ATTEMPTS
-from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
+from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, TARGET_CHECKS, BuddyTargetMixin
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id
-from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, mask_variables
+from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL, describe_execution, execution_summary
 from airflow_provider_buddy.utils.cancelling import cancel_if_going_sync, cancel_unless_ended
 from airflow_provider_buddy.utils.dag_cleanup import RunRecord, record_run, register_on_dag
@@ -63,9 +64,30 @@ if TYPE_CHECKING:
 _PRIORITIES = ("LOW", "NORMAL", "HIGH")
 
 
+def run_variables(value: Any, parameter: str) -> None:
+    """Check run variables (dict or list), masking their encrypted values; text is refused without being shown."""
+    if isinstance(value, str):
+        raise ValueError(
+            f"{parameter} must be a dict or a list of {{key, value, encrypted}}, got a string (not shown: it may hold secrets); "
+            "a template must render to one: give them as a list or dict, or set render_template_as_native_obj=True on the DAG"
+        )
+    check_variables(value, parameter)
+
+
+def action_ids(value: Any, parameter: str) -> None:
+    """Check a list of action ids."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{parameter} must be a list of action ids, got {value!r}")
+    for index, action_id in enumerate(value):
+        positive_int(action_id, f"{parameter}[{index}]")
+
+
 class BuddyBaseOperator(BuddyTargetMixin, BaseOperator):
     """
     What every Buddy operator shares: connection, workspace, project, pipeline.
+
+    Every templated argument also takes a value Airflow resolves when the task runs: ``task.output``, a
+    TaskFlow result (the dependency is set for you). It is checked once resolved, before anything is sent.
 
     :param project_name: the project's name id (templated).
     :param pipeline_id: an int id, or a string that is the pipeline's identifier or name (resolved
@@ -99,6 +121,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
     """An operator that may wait on the execution it acts on (run, retry)."""
 
     operator_extra_links = (BuddyExecutionLink(),)
+    argument_checks: ClassVar[Mapping[str, Check]] = {**TARGET_CHECKS, "approval_variables": check_variables}
 
     def __init__(
         self,
@@ -128,8 +151,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
-        if not is_template(approval_variables):
-            mask_variables(approval_variables_of(approval_variables))
+        self.check_given_arguments("approval_variables")
         self.cancel_on_kill = cancel_on_kill
         self.skipped_is_success = skipped_is_success
         if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
@@ -214,7 +236,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
     :param priority: ``LOW``, ``NORMAL`` or ``HIGH``.
     :param variables: a ``{key: value}`` dict or a list of ``{key, value, encrypted}`` (templated);
         encrypted values are masked in logs and rendered fields.
-    :param actions_to_run: only run these action ids.
+    :param actions_to_run: only run these action ids (templated).
     :param environment: the environment to run in (templated).
     :param package_version: ``name:version`` of a package to deploy (templated).
     :param delay_until: a timezone-aware datetime: the run starts then (:class:`BuddyRunScheduledExecutionOperator`
@@ -249,7 +271,13 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         "package_version",
         "variables",
         "approval_variables",
+        "actions_to_run",
     )
+    argument_checks: ClassVar[Mapping[str, Check]] = {
+        **_WaitingOperator.argument_checks,
+        "variables": run_variables,
+        "actions_to_run": optional(action_ids),
+    }
 
     def __init__(
         self,
@@ -283,9 +311,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         self.clear_cache = clear_cache
         self.priority = priority
         self.variables = variables
-        if actions_to_run is not None and not isinstance(actions_to_run, (list, tuple)):
-            raise ValueError(f"actions_to_run must be a list of action ids, got {actions_to_run!r}")
-        self.actions_to_run = list(actions_to_run) if actions_to_run is not None else None
+        self.actions_to_run = actions_to_run
         self.environment = environment
         self.package_version = package_version
         self.delay_until = delay_until
@@ -298,61 +324,49 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         check_bool(self.retry_failed_run, "retry_failed_run")
         check_bool(self.refresh, "refresh", optional=True)
         check_bool(self.clear_cache, "clear_cache", optional=True)
-        refs = [
-            name for name in ("branch", "tag", "pull_request") if getattr(self, name) is not None and not is_template(getattr(self, name))
-        ]
-        if len(refs) > 1:
-            raise ValueError(f"give at most one of branch, tag, pull_request (got {' and '.join(refs)})")
         if self.priority is not None and str(self.priority).upper() not in _PRIORITIES:
             raise ValueError(f"priority must be one of LOW, NORMAL, HIGH, got {self.priority!r}")
-        if self.actions_to_run is not None:
-            for index, action_id in enumerate(self.actions_to_run):
-                positive_int(action_id, f"actions_to_run[{index}]")
         if self.delay_until is not None and (
             not isinstance(self.delay_until, datetime) or self.delay_until.tzinfo is None or self.delay_until.utcoffset() is None
         ):
             raise ValueError(f"delay_until must be a timezone-aware datetime, got {self.delay_until!r}")
-        if not is_template(self.variables):
-            from airflow_provider_buddy.models.buddy import variables_from
+        self.check_given_arguments("variables", "actions_to_run")
+        self.build_request(comment=self.comment, given_only=True)
 
-            try:
-                mask_variables(variables_from(self.variables))
-            except ValidationError as exc:
-                raise ValueError(f"variables: {describe_validation_error(exc)}") from None
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"variables: {exc}") from None
-        if not any(is_template(getattr(self, name)) for name in self.template_fields):
-            self.build_request(comment=self.comment)
+    def check_arguments(self) -> None:
+        """Every argument once resolved, then the run request they make (branch, tag and pull_request exclusive...)."""
+        super().check_arguments()
+        self.build_request(comment=self.comment)
 
-    def build_request(self, *, comment: str | None) -> RunPipelineRequest:
-        """The run request from the (rendered) parameters; a ValueError names the wrong parameter."""
+    def build_request(self, *, comment: Any, given_only: bool = False) -> RunPipelineRequest:
+        """
+        The run request from the (rendered) parameters; a ValueError names the wrong parameter. ``given_only``: from
+        the values known when the DAG is parsed, leaving out those resolved when the task runs.
+        """
         from airflow_provider_buddy.models.buddy import RunPipelineRequest, variables_from
 
-        variables: list[Variable] = []
-        if self.variables:
-            value = self.variables
-            if isinstance(value, str):
-                raise ValueError(
-                    "variables must render to a dict or a list of {key, value, encrypted}, got a string (not shown: it may "
-                    "hold secrets); give them as a list or dict, or set render_template_as_native_obj=True on the DAG"
-                )
-            variables = variables_from(value)
+        def given(value: Any) -> Any:
+            return None if given_only and resolved_later(value) else value
+
+        raw_variables = given(self.variables)
+        variables: list[Variable] = variables_from(raw_variables) if raw_variables else []
         mask_variables(variables)
+        actions = given(self.actions_to_run)
         try:
             return RunPipelineRequest(
-                branch=self.branch or None,
-                tag=self.tag or None,
-                pull_request=self.pull_request or None,
-                revision=self.revision or None,
-                from_revision=self.from_revision or None,
-                comment=comment,
+                branch=given(self.branch) or None,
+                tag=given(self.tag) or None,
+                pull_request=given(self.pull_request) or None,
+                revision=given(self.revision) or None,
+                from_revision=given(self.from_revision) or None,
+                comment=given(comment),
                 refresh=self.refresh,
                 clear_cache=self.clear_cache,
                 priority=self.priority.upper() if isinstance(self.priority, str) else self.priority,
                 variables=variables,
-                actions_to_run=self.actions_to_run,
-                environment=self.environment or None,
-                package_version=self.package_version or None,
+                actions_to_run=list(actions) if actions is not None else None,
+                environment=given(self.environment) or None,
+                package_version=given(self.package_version) or None,
                 delay_until=self.delay_until,
             )
         except ValidationError as exc:
@@ -361,11 +375,11 @@ class BuddyRunPipelineOperator(_WaitingOperator):
     # ---- run -----------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         """Start (or carry on with) the run, record it, then wait as configured."""
+        self.check_arguments()  # rendered and resolved values fail now, before the run starts
         marker = task_marker(context)
         ti = context["ti"]
         try_number = try_number_of(ti)
         request = self.build_request(comment=marked_comment(self.comment, marker, context, try_number=try_number))
-        self._approval_answers()  # a rendered value that is not variables fails now, before the run starts
         pipeline_id = self.resolve_pipeline_id()
         before = self.marked_runs(pipeline_id, marker)  # also tells a lost answer's run from older ones
         execution: Execution | None = None
@@ -474,21 +488,22 @@ class BuddyRetryExecutionOperator(_WaitingOperator):
     """
     Retries (``RETRY``) a failed or cancelled execution, and optionally waits for it.
 
-    :param execution_id: the execution (templated: ``"{{ ti.xcom_pull(task_ids='run') }}"`` works).
+    :param execution_id: the execution (templated; ``run.output`` of a run operator works).
     """
 
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "approval_variables")
+    argument_checks: ClassVar[Mapping[str, Check]] = {**_WaitingOperator.argument_checks, "execution_id": positive_int}
 
     def __init__(self, *, execution_id: int | str, wait_for_completion: bool = False, **kwargs: Any) -> None:
         super().__init__(wait_for_completion=wait_for_completion, **kwargs)
         self.execution_id = execution_id
-        check_positive_int(execution_id, "execution_id")
+        self.check_given_arguments("execution_id")
 
     def execute(self, context: Context) -> Any:
         """Check the execution can be retried, retry it, record it, then wait if asked."""
+        self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
-        self._approval_answers()
         current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
         if current.status_group not in (StatusGroup.FAILURE, StatusGroup.CANCELLED):
             raise BuddyApiError(
@@ -510,21 +525,23 @@ class BuddyCancelExecutionOperator(BuddyBaseOperator):
     Cancels (``CANCEL``) an execution. One that already ended is logged, not an error, unless
     ``fail_if_finished=True``.
 
-    :param execution_id: the execution (templated).
+    :param execution_id: the execution (templated; ``run.output`` of a run operator works).
     :param fail_if_finished: fail when the execution had already ended.
     """
 
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id")
+    argument_checks: ClassVar[Mapping[str, Check]] = EXECUTION_CHECKS
 
     def __init__(self, *, execution_id: int | str, fail_if_finished: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.execution_id = execution_id
         self.fail_if_finished = fail_if_finished
         check_bool(fail_if_finished, "fail_if_finished")
-        check_positive_int(execution_id, "execution_id")
+        self.check_given_arguments("execution_id")
 
     def execute(self, context: Context) -> Any:
         """Cancel unless already ended; returns the execution's summary."""
+        self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
         ref = (self.project_name, pipeline_id, execution_id)
@@ -545,21 +562,23 @@ class BuddyRunScheduledExecutionOperator(_WaitingOperator):
     https://buddy.works/docs/api/runs/update/run-scheduled-execution), and optionally waits for it. A run that already
     started is left as it is (logged); one that already ended fails the task.
 
-    :param execution_id: the scheduled execution (templated: ``"{{ ti.xcom_pull(task_ids='schedule') }}"`` works).
+    :param execution_id: the scheduled execution (templated; ``schedule.output`` of the run operator that scheduled it
+        works).
     """
 
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "approval_variables")
+    argument_checks: ClassVar[Mapping[str, Check]] = {**_WaitingOperator.argument_checks, "execution_id": positive_int}
 
     def __init__(self, *, execution_id: int | str, wait_for_completion: bool = False, **kwargs: Any) -> None:
         super().__init__(wait_for_completion=wait_for_completion, **kwargs)
         self.execution_id = execution_id
-        check_positive_int(execution_id, "execution_id")
+        self.check_given_arguments("execution_id")
 
     def execute(self, context: Context) -> Any:
         """Start the scheduled run now unless it started already, record it, then wait if asked."""
+        self.check_arguments()  # rendered and resolved values fail now, before anything is sent
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
-        self._approval_answers()
         current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
         if current.is_finished:
             raise BuddyApiError(f"{describe_execution(current)} has already ended ({current.status}); there is nothing to start")
@@ -595,27 +614,26 @@ class BuddyApproveExecutionOperator(BuddyBaseOperator):
     :data:`~airflow_provider_buddy.models.buddy_status.APPROVE_OPERATIONS`). The waiting action execution is found and
     sent as ``approve_action_id``.
 
-    :param execution_id: the execution (templated).
+    :param execution_id: the execution (templated; ``run.output`` of a run operator works).
     :param variables: answers for a variables prompt (dict or list; templated).
     """
 
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "variables")
     operator_extra_links = (BuddyExecutionLink(),)
+    argument_checks: ClassVar[Mapping[str, Check]] = {**EXECUTION_CHECKS, "variables": check_variables}
 
     def __init__(self, *, execution_id: int | str, variables: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.execution_id = execution_id
         self.variables = variables
-        check_positive_int(execution_id, "execution_id")
-        if not is_template(variables):
-            mask_variables(approval_variables_of(variables, "variables"))
+        self.check_given_arguments("execution_id", "variables")
 
     def execute(self, context: Context) -> Any:
         """Check the execution waits for what we answer, then answer it."""
+        self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
         answers = approval_variables_of(self.variables, "variables")
-        mask_variables(answers)
         current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
         BuddyExecutionLink.persist(context, current.html_url)
         kind = current.waits_for
@@ -653,6 +671,7 @@ class BuddyClearPipelineCacheOperator(BuddyBaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Clear the cache."""
+        self.check_arguments()
         pipeline_id = self.resolve_pipeline_id()
         pipeline = self.hook.clear_pipeline_cache(self.project_name, pipeline_id, workspace=self.workspace)
         self.log.info("Cleared the cache of pipeline %s (%s)", pipeline.id, pipeline.name)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -31,7 +31,7 @@ from airflow_provider_buddy.hooks._gorules_api import require_comment, run_page,
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
 from airflow_provider_buddy.models.gorules import ChangeRequestRef, Environment, Run
-from airflow_provider_buddy.utils.arguments import default_deferrable, is_template, non_empty, positive_seconds
+from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, default_deferrable, non_empty, optional, positive_seconds
 from airflow_provider_buddy.utils.backoff import LOOKUP_ATTEMPTS
 from airflow_provider_buddy.utils.cancelling import cancel_if_going_sync, cancel_unless_ended
 from airflow_provider_buddy.utils.dag_cleanup import RunRecord, record_run, register_on_dag
@@ -48,13 +48,13 @@ if TYPE_CHECKING:
     from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
 
-def _check_text(value: Any, parameter: str) -> None:
-    if not is_template(value):
-        non_empty(value, parameter)
+def _required_comment(value: Any, parameter: str = "comment") -> str:
+    return require_comment(value, parameter, error=ValueError)
 
 
-def _required_comment(value: Any) -> str:
-    return require_comment(value, error=ValueError)
+def _text(value: Any, parameter: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{parameter} must be a string, got {value!r}")
 
 
 CHANGE_REQUEST_ID_KEY = "change_request_id"
@@ -90,22 +90,27 @@ def match_environment(environments: list[Environment], wanted: str, project_id: 
     )
 
 
-class GoRulesBaseOperator(BaseOperator):
+class GoRulesBaseOperator(ArgumentChecks, BaseOperator):
     """
     What every GoRules operator shares: the connection and the project.
+
+    Every templated argument also takes a value Airflow resolves when the task runs: ``deploy.output`` (the
+    run id), a TaskFlow result (the dependency is set for you). It is checked once resolved, before anything
+    is sent.
 
     :param project_id: the BRMS project's id (templated).
     :param gorules_conn_id: the Airflow connection.
     """
 
     ui_color = "#3b5bdb"
+    argument_checks: ClassVar[Mapping[str, Check]] = {"project_id": non_empty}
     operator_extra_links = (GoRulesRunLink(),)
 
     def __init__(self, *, project_id: str, gorules_conn_id: str = GoRulesHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.project_id = project_id
         self.gorules_conn_id = gorules_conn_id
-        _check_text(project_id, "project_id")
+        self.check_given_arguments("project_id")
 
     @cached_property
     def hook(self) -> GoRulesHook:
@@ -143,6 +148,12 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
     """
 
     template_fields: Sequence[str] = ("project_id", "release_id", "environment_id", "comment")
+    argument_checks: ClassVar[Mapping[str, Check]] = {
+        **GoRulesBaseOperator.argument_checks,
+        "release_id": non_empty,
+        "environment_id": non_empty,
+        "comment": optional(_text),
+    }
 
     def __init__(
         self,
@@ -176,16 +187,14 @@ class GoRulesDeployReleaseOperator(GoRulesWaitingMixin, GoRulesBaseOperator):
         self.cancel_on_dag_failure = cancel_on_dag_failure
         if cancel_on_dag_failure:
             register_on_dag(self)
-        _check_text(release_id, "release_id")
-        _check_text(environment_id, "environment_id")
-        if comment is not None and not isinstance(comment, str):
-            raise ValueError(f"comment must be a string, got {comment!r}")
+        self.check_given_arguments("release_id", "environment_id", "comment")
         self._run_id: str | None = None
         self._cancel_comment: str | None = None
 
     # ---- deploy or re-attach ----------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         """Deploy (or re-attach to the earlier try's run), record the run, then wait as configured."""
+        self.check_arguments()
         project_id = non_empty(self.project_id, "project_id")
         release_id = non_empty(self.release_id, "release_id")
         environment = self._resolve_environment(project_id, non_empty(self.environment_id, "environment_id"))
@@ -451,24 +460,28 @@ class GoRulesCancelRunOperator(GoRulesBaseOperator):
     Cancels an in-progress or waiting run, with the reason the API requires. A run that already ended is
     logged, not an error, unless ``fail_if_finished=True``. Returns the run's summary.
 
-    :param run_id: the run (templated: ``"{{ ti.xcom_pull(task_ids='deploy', key='run_id') }}"`` works).
+    :param run_id: the run (templated; ``deploy.output`` of a deploy operator works).
     :param comment: why it is cancelled (templated; required: empty or missing fails at DAG parse time).
     :param fail_if_finished: fail when the run had already ended.
     """
 
     template_fields: Sequence[str] = ("project_id", "run_id", "comment")
+    argument_checks: ClassVar[Mapping[str, Check]] = {
+        **GoRulesBaseOperator.argument_checks,
+        "run_id": non_empty,
+        "comment": _required_comment,
+    }
 
     def __init__(self, *, run_id: str, comment: str | None = None, fail_if_finished: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.run_id = run_id
         self.comment = comment
         self.fail_if_finished = fail_if_finished
-        _check_text(run_id, "run_id")
-        if not is_template(comment):
-            _required_comment(comment)
+        self.check_given_arguments("run_id", "comment")
 
     def execute(self, context: Context) -> Any:
         """Cancel unless already ended; returns the run's summary."""
+        self.check_arguments()
         project_id = non_empty(self.project_id, "project_id")
         run_id = non_empty(self.run_id, "run_id")
         comment = _required_comment(self.comment)

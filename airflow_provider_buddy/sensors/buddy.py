@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_buddy.links import BuddyExecutionLink
 from airflow_provider_buddy.utils.arguments import (
     BUDDY_DEFAULT_CONN_ID,
+    Check,
     check_bool,
-    check_positive_int,
     default_deferrable,
-    is_template,
     positive_int,
+    resolved_later,
 )
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.buddy_target import BuddyTargetMixin
-from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id
-from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, mask_variables
+from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTargetMixin
+from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id, wait_error
+from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
 from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
 if TYPE_CHECKING:
@@ -42,11 +43,15 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     ``waits_for``, ``waiting_action_execution_id``, ``waiting_action_name`` when it ends at a gate).
     A FAILED execution fails the task with the link, the failed action, its error and the last
     ``log_tail_lines`` lines of its log; TERMINATED fails as cancelled; SKIPPED fails unless
-    ``skipped_is_success``.
+    ``skipped_is_success``. When ``timeout`` passes the task fails as Airflow's own sensors do
+    (``AirflowSensorTimeout``: not retried), in poke and deferrable mode alike.
+
+    Every templated argument also takes a value Airflow resolves when the task runs (``run.output``, a
+    TaskFlow result; the dependency is set for you): it is checked once resolved, before anything is sent.
 
     :param project_name: the project's name id (templated).
     :param pipeline_id: the pipeline's int id, identifier or name (templated).
-    :param execution_id: the execution to wait on (templated: ``"{{ ti.xcom_pull('run') }}"`` works).
+    :param execution_id: the execution to wait on (templated; ``run.output`` of a run operator works).
     :param workspace: overrides the connection's workspace (templated).
     :param buddy_conn_id: the Airflow connection.
     :param on_approval: ``wait``, ``succeed``, ``fail`` or ``approve`` — what to do when the execution
@@ -56,10 +61,11 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     :param skipped_is_success: read a SKIPPED execution as success.
     :param log_tail_lines: how many log lines of a failed action to show.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable and every argument is literal, start the wait straight in the
+    :param start_from_trigger: when deferrable and no argument pulls an XCom, start the wait straight in the
         triggerer (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on
-        a worker first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them), nor
-        with encrypted approval answers.
+        a worker first). Templates such as ``{{ params.execution_id }}`` are rendered there; an XComArg, a ``@dag``
+        parameter or a template using ``xcom_pull`` (Airflow 3.3's triggerer cannot pull XComs) starts the task on a
+        worker, which resolves and checks it, then defers; so do encrypted approval answers.
     """
 
     wait_returns = "summary"
@@ -67,6 +73,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
     template_fields: Sequence[str] = ("project_name", "pipeline_id", "execution_id", "workspace", "approval_variables")
     operator_extra_links = (BuddyExecutionLink(),)
     ui_color = "#1a86fd"
+    argument_checks: ClassVar[Mapping[str, Check]] = {**EXECUTION_CHECKS, "approval_variables": check_variables}
 
     _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
 
@@ -91,8 +98,6 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.execution_id = execution_id
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
-        if not is_template(approval_variables):
-            mask_variables(approval_variables_of(approval_variables))
         self.skipped_is_success = skipped_is_success
         if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
             raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
@@ -102,11 +107,11 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         check_bool(skipped_is_success, "skipped_is_success")
         check_bool(deferrable, "deferrable", optional=True)
         self.set_target(project_name, pipeline_id, workspace, buddy_conn_id)
-        check_positive_int(execution_id, "execution_id")
+        self.check_given_arguments("execution_id", "approval_variables")
         check_bool(start_from_trigger, "start_from_trigger")
         self._approved: set[str] = set()
-        literal = startable_in_triggerer(project_name, pipeline_id, execution_id, workspace, approval_variables)
-        if start_from_trigger and self.deferrable and literal and _plain_answers(approval_variables):
+        startable = startable_in_triggerer(project_name, pipeline_id, execution_id, workspace, approval_variables)
+        if start_from_trigger and self.deferrable and startable and _plain_answers(approval_variables):
             self.start_from_trigger = True
             self.start_trigger_args = self._start_in_triggerer()
 
@@ -159,8 +164,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
-        self._ids()
-        self._approval_answers()  # rendered values are checked before anything is sent
+        self.check_arguments()  # rendered and resolved values are checked before anything is sent
         if not self.deferrable:
             return super().execute(context)
         pipeline_id, execution_id = self._ids()
@@ -176,10 +180,11 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.defer_wait(pipeline_id, execution_id, float(self.poke_interval), end_time=end_time, approved=sorted(self._approved))
 
     def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
-        """Called when the trigger fires: the same results as poke mode."""
+        """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
         BuddyExecutionLink.persist(context, event.get("html_url"))
+        raise_if_timed_out(event, self.timeout, wait_error)
         pipeline_id = resumed_pipeline_id(event, lambda: self._ids()[0])
         return self.resume_wait(event, pipeline_id, float(self.poke_interval))
 
@@ -189,6 +194,6 @@ def _plain_answers(approval_variables: Any) -> bool:
     (a template is rendered in the triggerer only as text; secrets never go into a trigger)."""
     if approval_variables is None:
         return True
-    if is_template(approval_variables):
+    if resolved_later(approval_variables):
         return False
     return not any(v.encrypted for v in approval_variables_of(approval_variables))

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
-from airflow_provider_buddy.utils.arguments import check_bool, default_deferrable, is_template, non_empty
+from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, check_bool, default_deferrable, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
 from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
-from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin
+from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin, run_wait_error
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
+from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,30 +26,37 @@ if TYPE_CHECKING:
     from airflow_provider_buddy.utils.gorules_waiting import GoRulesWaitEvent
 
 
-class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
+class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
     """
     Waits until a GoRules deployment workflow run is ``completed`` — or waits for a review, per ``on_approval``.
 
     Returns (XCom) ``{"run_id", "status", "project_id", "release_id", "release", "run_url", "jobs"}``
     (plus ``waiting_environments`` when it ends at a review gate). A ``failure`` or ``cancelled`` run
-    fails the task with the run's jobs, environments and reviewers in the message.
+    fails the task with the run's jobs, environments and reviewers in the message. When ``timeout`` passes
+    the task fails as Airflow's own sensors do (``AirflowSensorTimeout``: not retried), in poke and
+    deferrable mode alike.
+
+    ``project_id`` and ``run_id`` also take values Airflow resolves when the task runs (``deploy.output``,
+    a TaskFlow result; the dependency is set for you): they are checked once resolved.
 
     :param project_id: the BRMS project's id (templated).
-    :param run_id: the run to wait on (templated: ``"{{ ti.xcom_pull(task_ids='deploy', key='run_id') }}"``).
+    :param run_id: the run to wait on (templated; ``deploy.output`` of a deploy operator works).
     :param gorules_conn_id: the Airflow connection.
     :param on_approval: what to do when the run waits for a review: ``wait`` for a reviewer in the BRMS,
         ``succeed`` at once (so the DAG can put its own gate next), or ``fail`` naming the environments
         whose review is pending. ``approve`` is refused: the BRMS API has no approve call.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param start_from_trigger: when deferrable and the ids are literal, start the wait straight in the triggerer
+    :param start_from_trigger: when deferrable and neither id pulls an XCom, start the wait straight in the triggerer
         (Airflow 3.2+): no worker slot at all, and a good end ends the task there too (Airflow 3.1 runs it on a worker
-        first). Not with templates or XComArgs (Airflow 3.3's triggerer cannot pull XComs to render them).
+        first). An XComArg, a ``@dag`` parameter or a template using ``xcom_pull`` (Airflow 3.3's triggerer cannot pull
+        XComs) starts the task on a worker, which resolves and checks it, then defers.
     """
 
     wait_returns = "summary"
 
     template_fields: Sequence[str] = ("project_id", "run_id")
     ui_color = "#3b5bdb"
+    argument_checks: ClassVar[Mapping[str, Check]] = {"project_id": non_empty, "run_id": non_empty}
     operator_extra_links = (GoRulesRunLink(),)
 
     _failed_looks = 0  # failed looks in a row in poke mode (transient trouble)
@@ -72,10 +80,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         self.on_approval = gorules_policy(on_approval).value
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        for name in ("project_id", "run_id"):
-            value = getattr(self, name)
-            if not is_template(value):
-                non_empty(value, name)
+        self.check_given_arguments()
         check_bool(start_from_trigger, "start_from_trigger")
         if start_from_trigger and self.deferrable and startable_in_triggerer(project_id, run_id):
             self.start_from_trigger = True
@@ -121,6 +126,7 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke mode: Airflow's loop. Deferrable: look once, then hand the wait to the triggerer."""
+        self.check_arguments()  # rendered and resolved values are checked before anything is sent
         project_id, run_id = self._ids()
         self.show_run(context, project_id, run_id)
         if not self.deferrable:
@@ -129,8 +135,9 @@ class GoRulesRunSensor(GoRulesWaitingMixin, BaseSensorOperator):
         return self.first_look_or_defer(project_id, run_id, float(self.poke_interval), end_time=end_time)
 
     def execute_complete(self, context: Context, event: GoRulesWaitEvent, **_: Any) -> Any:
-        """Called when the trigger fires: the same results as poke mode."""
+        """Called when the trigger fires: the same results as poke mode (a timeout fails as Airflow's sensors do)."""
         if ended_in_triggerer(event):
             event = self.event_of_ended_task(*self._ids())
         self.show_run(context, *self._ids())
+        raise_if_timed_out(event, self.timeout, run_wait_error)
         return self.finish_wait(event)

@@ -2,16 +2,101 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 BUDDY_DEFAULT_CONN_ID = "buddy_default"
 """The connection Buddy hooks, operators and sensors use unless told otherwise."""
+
+Check = Callable[[Any, str], object]
+"""A check of one argument: ``check(value, parameter)`` raises an error naming ``parameter`` when ``value`` is wrong."""
 
 
 def is_template(value: Any) -> bool:
     """True when ``value`` is a Jinja template still to be rendered (checked after rendering instead)."""
     return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _resolvable(value: Any) -> bool:
+    # Airflow's own rule for what it resolves when it renders a template field (Templater.render_template):
+    # XComArg (``task.output``, a TaskFlow result, ``.output["key"]``, ``.map()``), a ``@dag`` function's
+    # parameter (DagParam), a mapped task group's argument (MappedArgument), ``literal()``. Duck-typed as
+    # Airflow does, so telling them apart needs no import at DAG-parse time.
+    return not isinstance(value, (str, bytes, os.PathLike)) and callable(getattr(value, "resolve", None))
+
+
+def _holds_resolvable(value: Any, depth: int = 0) -> bool:
+    if _resolvable(value):
+        return True
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return any(_holds_resolvable(item, depth + 1) for item in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_resolvable(item, depth + 1) for item in value)
+    return False
+
+
+def resolved_later(value: Any) -> bool:
+    """
+    True when Airflow gives ``value`` its real value only when the task runs: a Jinja template, or a value it
+    resolves when rendering the template fields (an ``XComArg`` such as ``task.output`` or a TaskFlow result,
+    also inside a list or dict, a ``@dag`` parameter, a mapped task group's argument). Such a value is checked
+    once it is known, at the start of ``execute()``; every other value is checked when the DAG is parsed.
+    """
+    return is_template(value) or _holds_resolvable(value)
+
+
+def pulls_xcom(value: Any, depth: int = 0) -> bool:
+    """
+    True when ``value`` may need an XCom (or anything else only a worker resolves) to become known: a value Airflow
+    resolves when rendering (an ``XComArg``, a ``@dag`` parameter, a mapped task group's argument), or a Jinja template
+    that mentions ``xcom``; also inside a list or dict (Airflow renders and resolves those item by item).
+    """
+    if _resolvable(value):
+        return True
+    if isinstance(value, str):
+        return is_template(value) and "xcom" in value.lower()
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return any(pulls_xcom(item, depth + 1) for item in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(pulls_xcom(item, depth + 1) for item in value)
+    return False
+
+
+def optional(check: Check) -> Check:
+    """``check``, letting None through."""
+
+    def check_unless_none(value: Any, parameter: str) -> object:
+        return None if value is None else check(value, parameter)
+
+    return check_unless_none
+
+
+class ArgumentChecks:
+    """
+    Checks a task's arguments by a table, ``argument_checks`` (parameter name -> :data:`Check`): each value given
+    literally when the task is built (so a mistake is a DAG import error naming the parameter), and every value
+    again at the start of ``execute()``, after Airflow rendered templates and resolved XComArgs, before anything
+    is sent. The attribute of each name holds the argument.
+    """
+
+    argument_checks: ClassVar[Mapping[str, Check]] = {}
+
+    def check_given_arguments(self, *names: str) -> None:
+        """Check ``names`` (all in the table when none are given) whose values are known now; skip those resolved later."""
+        for name in names or tuple(self.argument_checks):
+            value = getattr(self, name)
+            if not resolved_later(value):
+                self.argument_checks[name](value, name)
+
+    def check_arguments(self) -> None:
+        """Check every argument in the table as the task runs (templates rendered, XComArgs resolved by then)."""
+        for name, check in self.argument_checks.items():
+            check(getattr(self, name), name)
 
 
 def positive_int(value: Any, parameter: str) -> int:
@@ -28,8 +113,8 @@ def positive_int(value: Any, parameter: str) -> int:
 
 
 def check_positive_int(value: Any, parameter: str) -> None:
-    """Check now unless ``value`` is a template (then it is checked after rendering)."""
-    if not is_template(value):
+    """Check now unless ``value`` is resolved later (then it is checked when the task runs)."""
+    if not resolved_later(value):
         positive_int(value, parameter)
 
 

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_buddy.utils.arguments import is_template, non_empty, pipeline_ref
+from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, non_empty, optional, pipeline_ref, positive_int
 
 if TYPE_CHECKING:
     from airflow_provider_buddy.hooks.buddy import BuddyHook
 
+TARGET_CHECKS: Mapping[str, Check] = {"project_name": non_empty, "pipeline_id": pipeline_ref, "workspace": optional(non_empty)}
+"""The checks of what every Buddy task acts on."""
+EXECUTION_CHECKS: Mapping[str, Check] = {**TARGET_CHECKS, "execution_id": positive_int}
+"""The checks of a task that acts on one execution."""
 
-class BuddyTargetMixin:
+
+class BuddyTargetMixin(ArgumentChecks):
     """
     The hook (built on first use: DAG files import the task modules on every parse) and the pipeline id,
     looked up once by identifier or name when a string was given. The host class sets
     ``buddy_conn_id``, ``project_name``, ``pipeline_id`` and ``workspace``.
+
+    ``project_name``, ``pipeline_id`` and ``workspace`` may be given as templates or values Airflow resolves
+    when the task runs (``task.output``, a TaskFlow result): those are checked then (see :class:`ArgumentChecks`).
     """
 
+    argument_checks: ClassVar[Mapping[str, Check]] = TARGET_CHECKS
     buddy_conn_id: str
     project_name: str
     pipeline_id: Any
@@ -26,17 +36,13 @@ class BuddyTargetMixin:
     _resolved_pipeline_id: int | None = None
 
     def set_target(self, project_name: str, pipeline_id: int | str, workspace: str | None, buddy_conn_id: str) -> None:
-        """Store what the task acts on, checking it now (a template is checked after rendering)."""
+        """Store what the task acts on, checking what is known now (the rest is checked when the task runs)."""
         self.project_name = project_name
         self.pipeline_id = pipeline_id
         self.workspace = workspace
         self.buddy_conn_id = buddy_conn_id
-        non_empty(project_name, "project_name")
+        self.check_given_arguments(*TARGET_CHECKS)
         non_empty(buddy_conn_id, "buddy_conn_id")
-        if not is_template(pipeline_id):
-            pipeline_ref(pipeline_id)
-        if workspace is not None:
-            non_empty(workspace, "workspace")
 
     @property
     def hook(self) -> BuddyHook:

@@ -47,3 +47,8 @@ def mask_variables(value: Any) -> None:
 
     for secret in secrets:
         mask_secret(secret)
+
+
+def check_variables(value: Any, parameter: str) -> None:
+    """Check variables (dict or list; None for none) with an error naming ``parameter``, and mask their encrypted values."""
+    mask_variables(approval_variables_of(value, parameter))

@@ -51,12 +51,12 @@ async def hold_until(log: Any, resume_not_before: float | None) -> None:
 def startable_in_triggerer(*arguments: Any) -> bool:
     """
     True when a task handing these arguments to its trigger can start straight in the triggerer: none of them pulls an
-    XCom (an XComArg, or a template that mentions XComs). Airflow 3.3 renders a started-in-the-triggerer task's templates
-    there (``{{ params.execution_id }}`` works), but its triggerer cannot serve ``ti.xcom_pull(...)``
-    (``GetXComSequenceSlice`` is not among the requests it answers), and such a task then waits for ever.
+    XCom (an XComArg, or a template that mentions XComs), also inside a list or dict such as approval answers, nor is a
+    value only a worker resolves (a ``@dag`` parameter, a mapped task group's argument). Airflow 3.3 renders a
+    started-in-the-triggerer task's templates there (``{{ params.execution_id }}`` works), but its triggerer cannot serve
+    ``ti.xcom_pull(...)`` (``GetXComSequenceSlice`` is not among the requests it answers), and such a task then waits
+    for ever.
     """
-    from airflow.sdk import XComArg
+    from airflow_provider_buddy.utils.arguments import pulls_xcom
 
-    from airflow_provider_buddy.utils.arguments import is_template
-
-    return not any(isinstance(value, XComArg) or (is_template(value) and "xcom" in value.lower()) for value in arguments)
+    return not any(pulls_xcom(value) for value in arguments)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk import XComArg
 
 from airflow_provider_buddy.testing import DEMO_SCENARIO, BuddyEmulator
+from airflow_provider_buddy.utils.arguments import pulls_xcom
 from tests.airflow_support import HitlResponder, run_dag, states, xcom
 from tests.conftest import TOKEN, WORKSPACE, LogCapture, connection_json
 
@@ -56,6 +58,13 @@ def test_examples_parse_fast_and_are_documented(name: str) -> None:
     dag = load(name)
     assert time.perf_counter() - started < 1.0
     assert dag.dag_id == name and dag.doc_md is None and len((EXAMPLES / f"{name}.py").read_text().split('"""')[1]) > 200
+    for op in dag.tasks:  # an id from upstream comes from .output (Airflow sets the dependency): no template reads XCom
+        for value in (getattr(op, field) for field in op.template_fields):
+            assert not (isinstance(value, str) and pulls_xcom(value)), (op.task_id, value)
+        if name == "buddy_wait_for_execution":  # a run started elsewhere: its id is the DAG run's parameter
+            assert getattr(op, "execution_id", "{{ params.execution_id }}") == "{{ params.execution_id }}"
+        elif hasattr(op, "execution_id"):
+            assert isinstance(op.execution_id, XComArg) and op.execution_id.operator.task_id in op.upstream_task_ids
 
 
 def test_release_approved(demo: BuddyEmulator, airflow_api: Any) -> None:
@@ -66,6 +75,7 @@ def test_release_approved(demo: BuddyEmulator, airflow_api: Any) -> None:
     assert states(dag_run) == {
         "clear_cache": "success",
         "build": "success",
+        "deploy_vars": "success",
         "staging": "success",
         "approve": "success",
         "production": "success",
@@ -73,7 +83,8 @@ def test_release_approved(demo: BuddyEmulator, airflow_api: Any) -> None:
     assert demo.cache_clears("web", 1) == 1
     (build_post,) = demo.requests_to("POST", r"/pipelines/1/executions$")
     assert build_post.json["branch"] == {"name": "release/1.4"} and build_post.json["comment"].startswith("Release 1.4 (build)")
-    assert len(demo.requests_to("POST", r"/pipelines/2/executions$")) == 1
+    (deploy_post,) = demo.requests_to("POST", r"/pipelines/2/executions$")
+    assert deploy_post.json["variables"] == [{"key": "VERSION", "value": "1.4.0"}]  # what the build produced, through TaskFlow
     waiting_id = xcom(dag_run, "staging", "summary")["waiting_action_execution_id"]
     assert patches(demo, 2) == [{"operation": "APPLY", "approve_action_id": waiting_id}]
     assert demo.executions("web", 2)[0]["status"] == "SUCCESSFUL"

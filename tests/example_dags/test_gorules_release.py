@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_buddy.testing import BuddyEmulator
-from tests.airflow_support import hitl_waiting_states, run_dag, states, xcom
+from tests.airflow_support import hitl_waiting_states, rendered_fields, run_dag, states, xcom
 from tests.gorules_support import Brms, brms_fixture, gorules_conn_fixture  # noqa: F401
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "gorules_release.py"
@@ -75,7 +75,7 @@ def test_example_parses_fast_and_is_documented() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     seconds, dag_id, tasks = result.stdout.split()[-3:]
-    assert float(seconds) < 1.0 and dag_id == "gorules_release" and tasks == "4"
+    assert float(seconds) < 1.0 and dag_id == "gorules_release" and tasks == "5"
     assert len(EXAMPLE.read_text().split('"""')[1]) > 500
 
 
@@ -97,9 +97,12 @@ def test_release_gate(brms: Brms, emulator: BuddyEmulator, airflow_api: Any, cho
     assert xcom(dag_run, "deploy_to_staging", "summary")["waiting_environments"] == ["Staging (staging)"]
     [deploy] = brms.deploys()
     assert deploy.json["comment"].startswith(f"Rules release from Airflow (gorules_release, {dag_run.run_id})")
+    body = rendered_fields(dag_run, "gate")["body"]  # written by the TaskFlow task from the deploy's summary
+    assert f"run {run['id']} of Pricing rules 1.4.0 waits for review on: Staging (staging)" in body
     if choice == "Promote":
         assert states(dag_run) == {
             "deploy_to_staging": "success",
+            "gate_text": "success",
             "gate": "success",
             "wait_for_rollout": "success",
             "cancel_rollout": "skipped",
@@ -109,6 +112,7 @@ def test_release_gate(brms: Brms, emulator: BuddyEmulator, airflow_api: Any, cho
     else:
         assert states(dag_run) == {
             "deploy_to_staging": "success",
+            "gate_text": "success",
             "gate": "success",
             "wait_for_rollout": "skipped",
             "cancel_rollout": "success",

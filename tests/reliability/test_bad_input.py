@@ -241,7 +241,7 @@ def test_rendered_values_and_missing_pipelines_fail_before_anything_is_sent(emul
         "pipeline_id must be a non-empty string",
         "pipeline_id 'no-such-pipeline': no pipeline in project 'web'",
         "at most one of branch, tag, pull_request",
-        "variables must render to a dict or a list",
+        "variables must be a dict or a list of {key, value, encrypted}, got a string",
         "execution_id must be a positive whole number, got '0'",
         "execution_id must be a positive whole number, got 'abc'",
         "execution_id must be a positive whole number, got '-2'",

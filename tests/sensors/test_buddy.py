@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,6 +33,7 @@ ASK = [
     {"id": 29, "name": "Prepare", "type": "BUILD", "duration": 10},
     {"id": 30, "name": "Release notes", "type": "WAIT_FOR_VARIABLES", "variables": [{"key": "NOTES", "value": "tbd"}]},
 ]
+LONG = [{"id": 50, "name": "Migrate", "type": "BUILD", "duration": 100000}]
 FAILING = [{"id": 40, "name": "Unit tests", "type": "BUILD", "duration": 20, "log": [f"pytest line {i}" for i in range(70)]}]
 
 
@@ -50,9 +51,8 @@ def sensor_dag(emulator: BuddyEmulator, pipeline_id: int, deferrable: bool, **kw
             pipeline_id=pipeline_id,
             execution_id="{{ ti.xcom_pull(task_ids='start') }}",
             poke_interval=0.1,
-            timeout=60,
             deferrable=deferrable,
-            **kwargs,
+            **{"timeout": 60, **kwargs},
         )
     return dag
 
@@ -214,6 +214,24 @@ def test_buddy_not_answering_well_does_not_end_the_wait(emulator: BuddyEmulator,
     assert states(dag_run) == {"start": "success", "wait": "success"} and dag_run.get_task_instance("wait").try_number == 1
     assert xcom(dag_run, "wait")["status"] == "SUCCESSFUL" and emulator.faults == []
     assert "still waiting, looking again later" in logs.text
+
+
+@MODES
+def test_timeout_fails_without_a_retry_as_airflow_sensors_do(emulator: BuddyEmulator, deferrable: bool, logs: LogCapture) -> None:
+    """The sensor's timeout passes (in the triggerer: the trigger's deadline): AirflowSensorTimeout, so no retry; the run goes on."""
+    emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", name="Long", actions=LONG)
+    dag_run = run_dag(sensor_dag(emulator, 8, deferrable, timeout=1.5, retries=2, retry_delay=timedelta(0)))
+    assert states(dag_run) == {"start": "success", "wait": "failed"} and dag_run.get_task_instance("wait").try_number == 1
+    assert "AirflowSensorTimeout" in logs.text and "Sensor has timed out" in logs.text
+    assert_mode(logs, deferrable)
+    run = last_run(emulator, 8)
+    assert run["status"] == "INPROGRESS" and emulator.requests_to("PATCH", EXECUTION) == []  # a sensor never cancels
+
+
+def test_timeout_with_soft_fail_skips_in_deferrable_mode(emulator: BuddyEmulator) -> None:
+    emulator.add_pipeline(project="web", pipeline_id=8, identifier="long", name="Long", actions=LONG)
+    dag_run = run_dag(sensor_dag(emulator, 8, True, timeout=1, soft_fail=True))
+    assert states(dag_run) == {"start": "success", "wait": "skipped"}
 
 
 @requires_airflow(

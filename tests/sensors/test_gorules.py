@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -39,9 +39,8 @@ def sensor_dag(brms: Brms, envs: list[str], deferrable: bool, *, cancel: str | N
             project_id=brms.project_id,
             run_id="{{ ti.xcom_pull(task_ids='start') }}",
             poke_interval=0.1,
-            timeout=60,
             deferrable=deferrable,
-            **kwargs,
+            **{"timeout": 60, **kwargs},
         )
     return dag
 
@@ -132,3 +131,14 @@ def test_brms_not_answering_well_does_not_end_the_wait(brms: Brms, emulator: Bud
     assert states(dag_run) == {"start": "success", "wait": "success"} and dag_run.get_task_instance("wait").try_number == 1
     assert xcom(dag_run, "wait")["status"] == "completed" and emulator.faults == []
     assert "still waiting, looking again later" in logs.text
+
+
+@MODES
+def test_timeout_fails_without_a_retry_as_airflow_sensors_do(brms: Brms, deferrable: bool, logs: LogCapture) -> None:
+    """The sensor's timeout passes (in the triggerer: the trigger's deadline): AirflowSensorTimeout, so no retry; the run goes on."""
+    dag_run = run_dag(sensor_dag(brms, ["slow"], deferrable, timeout=1.5, retries=2, retry_delay=timedelta(0)))
+    assert states(dag_run) == {"start": "success", "wait": "failed"} and dag_run.get_task_instance("wait").try_number == 1
+    assert "AirflowSensorTimeout" in logs.text and "Sensor has timed out" in logs.text
+    assert ("Waiting in the triggerer on GoRules run" in logs.text) is deferrable
+    run = last_run(brms)
+    assert run["status"] == "in_progress" and brms.cancels(run["id"]) == []  # a sensor never cancels
