@@ -13,7 +13,8 @@ def sensor_timeout(message: str) -> Exception:
     Airflow's ``AirflowSensorTimeout``: the task fails without being retried (with ``soft_fail=True`` it is skipped),
     as a poking sensor's timeout already does through ``BaseSensorOperator``.
     """
-    from airflow.providers.common.compat.sdk import AirflowSensorTimeout  # airflow.sdk.exceptions on 3.2+, airflow.exceptions on 3.1
+    # airflow.sdk.exceptions on Airflow 3.2+, airflow.exceptions on 3.1: the same object through common.compat
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
     return AirflowSensorTimeout(message)
 
