@@ -31,6 +31,7 @@ from airflow_provider_buddy.utils.arguments import (
     Check,
     check_bool,
     default_deferrable,
+    non_negative_int,
     optional,
     positive_int,
     positive_seconds,
@@ -154,9 +155,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         self.check_given_arguments("approval_variables")
         self.cancel_on_kill = cancel_on_kill
         self.skipped_is_success = skipped_is_success
-        if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
-            raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
-        self.log_tail_lines = log_tail_lines
+        self.log_tail_lines = non_negative_int(log_tail_lines, "log_tail_lines")
         self.cancel_on_dag_failure = cancel_on_dag_failure
         if cancel_on_dag_failure:
             register_on_dag(self)

@@ -14,6 +14,7 @@ from airflow_provider_buddy.utils.arguments import (
     Check,
     check_bool,
     default_deferrable,
+    non_negative_int,
     positive_int,
     resolved_later,
 )
@@ -98,9 +99,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
         self.skipped_is_success = skipped_is_success
-        if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
-            raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
-        self.log_tail_lines = log_tail_lines
+        self.log_tail_lines = non_negative_int(log_tail_lines, "log_tail_lines")
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         check_bool(skipped_is_success, "skipped_is_success")

@@ -111,6 +111,13 @@ def positive_int(value: Any, parameter: str) -> int:
     return number
 
 
+def non_negative_int(value: Any, parameter: str) -> int:
+    """``value`` as a whole number >= 0 (an int, not a bool), or a ValueError naming ``parameter``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{parameter} must be a whole number >= 0, got {value!r}")
+    return value
+
+
 def check_positive_int(value: Any, parameter: str) -> None:
     """Check now unless ``value`` is resolved later (then it is checked when the task runs)."""
     if not resolved_later(value):
