@@ -114,8 +114,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
             self.start_trigger_args = self._start_in_triggerer()
 
     def _start_in_triggerer(self) -> StartTriggerArgs:
-        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
-        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
+        """Start the wait on the execution in the triggerer (:func:`~airflow_provider_buddy.utils.deferral.sensor_start_trigger_args`)."""
         return sensor_start_trigger_args(
             self,
             "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",

@@ -39,7 +39,8 @@ def sensor_start_trigger_args(sensor: Any, trigger_cls: str, trigger_kwargs: Map
     """
     How Airflow 3.2+ starts a sensor's wait straight in the triggerer (no worker slot at all; its templates are
     rendered there): ``trigger_cls`` with ``trigger_kwargs`` and how the wait ends (:func:`trigger_ending`, the task
-    returning its ``wait_returns``), resuming in ``execute_complete``, within the sensor's ``timeout``.
+    returning its ``wait_returns``), resuming in ``execute_complete``, within the sensor's ``timeout``. Airflow 3.1
+    ignores it and runs the sensor's ``execute``, which defers.
     """
     from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
