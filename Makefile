@@ -85,12 +85,15 @@ AIRFLOW31_TESTS := tests/hooks/test_buddy.py tests/hooks/test_gorules.py tests/h
 	tests/operators/test_buddy.py::test_cancel_operator \
 	tests/operators/test_buddy.py::test_retry_operator_waits_for_the_retried_run \
 	tests/operators/test_buddy.py::test_clear_cache_operator \
+	tests/operators/test_buddy_operations.py::test_scheduled_run_is_started_now_and_waited_on \
+	tests/operators/test_hitl.py \
 	tests/operators/test_gorules.py::test_deploy_and_wait \
 	tests/operators/test_gorules.py::test_timeout_cancels_the_run_with_a_comment \
 	tests/operators/test_gorules.py::test_cancel_run_operator \
 	tests/sensors/test_buddy.py::test_success_returns_summary_and_link \
 	tests/sensors/test_buddy.py::test_failure_names_action_error_and_log_tail \
 	tests/sensors/test_buddy.py::test_execution_id_templated_from_upstream_xcom \
+	tests/sensors/test_buddy.py::test_timeout_fails_without_a_retry_as_airflow_sensors_do \
 	tests/sensors/test_buddy.py::test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it \
 	tests/sensors/test_gorules.py::test_completed_run_returns_its_summary \
 	tests/sensors/test_gorules.py::test_on_approval_wait_waits_for_the_reviewer \

@@ -57,6 +57,26 @@ def requires_airflow(minimum: str, reason: str) -> Any:
     )
 
 
+def requires_triggerer_xcom_store() -> Any:
+    """Skip a test of a task ending in the triggerer with its XComs stored there: that needs the Task SDK's
+    ``BaseXCom.aset`` (Airflow 3.3.2 has it; 3.1.8 neither has it nor exports ``BaseXCom`` from ``airflow.sdk``, and
+    there the trigger hands the task to a worker, which pushes the XComs itself)."""
+    import airflow
+    import pytest
+
+    try:
+        from airflow.sdk import BaseXCom
+
+        has_aset = hasattr(BaseXCom, "aset")
+    except ImportError:
+        has_aset = False
+    return pytest.mark.skipif(
+        not has_aset,
+        reason=f"needs Airflow 3.3 (running {airflow.__version__}): the triggerer stores a task's XComs through the "
+        "Task SDK's BaseXCom.aset (in 3.3.2, not in 3.1.8); on 3.1 a worker ends such a task and pushes them",
+    )
+
+
 def airflow_has_awaiting_input() -> bool:
     """Airflow 3.3+: a human-in-the-loop task waits in the ``awaiting_input`` state with no trigger. Before, Airflow's
     HITL operators defer to ``HITLTrigger``, so a gate needs a triggerer (``dag.test()`` runs it in-process)."""

@@ -144,30 +144,23 @@ def _page_reader(adapter: TypeAdapter[Any], page: int, per_page: int) -> Any:
     return read
 
 
+def _list_page(path: str, adapter: TypeAdapter[Any], what: str, page: int, per_page: int) -> ApiCall[Page]:
+    """``GET {path}?page=&perPage=``: one page of a list endpoint."""
+    return ApiCall("GET", path, _page_reader(adapter, page, per_page), what, params={"page": page, "perPage": per_page})
+
+
 def _project(project_id: str) -> str:
     return f"projects/{_q(require_text(project_id, 'project_id'))}"
 
 
 def list_projects_page(page: int = 1, per_page: int = 1) -> ApiCall[Page]:
     """``GET /api/projects?page=&perPage=`` (used by the connection test)."""
-    return ApiCall(
-        "GET",
-        "projects",
-        _page_reader(TypeAdapter(list[dict[str, Any]]), page, per_page),
-        "projects",
-        params={"page": page, "perPage": per_page},
-    )
+    return _list_page("projects", TypeAdapter(list[dict[str, Any]]), "projects", page, per_page)
 
 
 def list_runs_page(project_id: str, page: int, per_page: int = DEFAULT_PER_PAGE) -> ApiCall[Page]:
     """``GET /api/projects/{projectId}/runs?page=&perPage=``."""
-    return ApiCall(
-        "GET",
-        _project(project_id) + "/runs",
-        _page_reader(_RUNS, page, per_page),
-        f"runs of project {project_id}",
-        params={"page": page, "perPage": per_page},
-    )
+    return _list_page(_project(project_id) + "/runs", _RUNS, f"runs of project {project_id}", page, per_page)
 
 
 def get_run(project_id: str, run_id: str) -> ApiCall[Run]:
@@ -213,13 +206,7 @@ def deploy_release(project_id: str, release_id: str, environment_id: str, commen
 
 def list_releases_page(project_id: str, page: int, per_page: int = DEFAULT_PER_PAGE) -> ApiCall[Page]:
     """``GET /api/projects/{projectId}/releases?page=&perPage=``."""
-    return ApiCall(
-        "GET",
-        _project(project_id) + "/releases",
-        _page_reader(_RELEASES, page, per_page),
-        f"releases of project {project_id}",
-        params={"page": page, "perPage": per_page},
-    )
+    return _list_page(_project(project_id) + "/releases", _RELEASES, f"releases of project {project_id}", page, per_page)
 
 
 def _environments(data: Any) -> list[Environment]:

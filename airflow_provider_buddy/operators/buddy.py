@@ -31,6 +31,7 @@ from airflow_provider_buddy.utils.arguments import (
     Check,
     check_bool,
     default_deferrable,
+    non_negative_int,
     optional,
     positive_int,
     positive_seconds,
@@ -154,9 +155,7 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
         self.check_given_arguments("approval_variables")
         self.cancel_on_kill = cancel_on_kill
         self.skipped_is_success = skipped_is_success
-        if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
-            raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
-        self.log_tail_lines = log_tail_lines
+        self.log_tail_lines = non_negative_int(log_tail_lines, "log_tail_lines")
         self.cancel_on_dag_failure = cancel_on_dag_failure
         if cancel_on_dag_failure:
             register_on_dag(self)
@@ -183,6 +182,16 @@ class _WaitingOperator(BuddyWaitingMixin, BuddyBaseOperator):
                 cancel_on_timeout=self.cancel_on_kill,
             )
         return self.wait_sync(pipeline_id, execution.id, self.poll_interval)
+
+    def _record_and_wait(self, context: Context, pipeline_id: int, execution: Execution) -> int:
+        """Record the execution (:meth:`_started`), then wait if asked (the summary goes to XCom ``summary``); returns
+        the execution id."""
+        self._started(context, execution)
+        if not self.wait_for_completion:
+            return execution.id
+        summary = self._wait(context, pipeline_id, execution)
+        context["ti"].xcom_push(key="summary", value=summary)
+        return execution.id
 
     def execute_complete(self, context: Context, event: BuddyWaitEvent, **_: Any) -> Any:
         """Called when the trigger fires; returns the execution id (the summary goes to XCom ``summary``)."""
@@ -387,12 +396,7 @@ class BuddyRunPipelineOperator(_WaitingOperator):
             execution = self._carry_on_with(pipeline_id, before[0], marker, first_try_of_generation(ti, self.retries), try_number)
         if execution is None:
             execution = self._start(pipeline_id, marker, try_number, request, known={e.id for e in before})
-        self._started(context, execution)
-        if not self.wait_for_completion:
-            return execution.id
-        summary = self._wait(context, pipeline_id, execution)
-        ti.xcom_push(key="summary", value=summary)
-        return execution.id
+        return self._record_and_wait(context, pipeline_id, execution)
 
     def _carry_on_with(self, pipeline_id: int, execution: Execution, marker: str, first_try: int, try_number: int) -> Execution | None:
         """
@@ -484,9 +488,10 @@ class BuddyRunPipelineOperator(_WaitingOperator):
         return None
 
 
-class BuddyRetryExecutionOperator(_WaitingOperator):
+class _ExistingExecutionOperator(_WaitingOperator):
     """
-    Retries (``RETRY``) a failed or cancelled execution, and optionally waits for it.
+    A waiting operator that acts on an execution that exists already (retry, run a scheduled one): it reads the
+    execution, acts on it (:meth:`act_on`), records it, then waits if asked.
 
     :param execution_id: the execution (templated; ``run.output`` of a run operator works).
     """
@@ -500,11 +505,28 @@ class BuddyRetryExecutionOperator(_WaitingOperator):
         self.check_given_arguments("execution_id")
 
     def execute(self, context: Context) -> Any:
-        """Check the execution can be retried, retry it, record it, then wait if asked."""
-        self.check_arguments()
+        """Read the execution, act on it (:meth:`act_on`), record it, then wait if asked."""
+        self.check_arguments()  # rendered and resolved values fail now, before anything is sent
         pipeline_id = self.resolve_pipeline_id()
         execution_id = positive_int(self.execution_id, "execution_id")
         current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+        execution = self.act_on(pipeline_id, execution_id, current)
+        return self._record_and_wait(context, pipeline_id, execution)
+
+    def act_on(self, pipeline_id: int, execution_id: int, current: Execution) -> Execution:
+        """Act on the execution as last read (``current``); returns it as Buddy answered."""
+        raise NotImplementedError
+
+
+class BuddyRetryExecutionOperator(_ExistingExecutionOperator):
+    """
+    Retries (``RETRY``) a failed or cancelled execution, and optionally waits for it.
+
+    :param execution_id: the execution (templated; ``run.output`` of a run operator works).
+    """
+
+    def act_on(self, pipeline_id: int, execution_id: int, current: Execution) -> Execution:
+        """Check the execution can be retried, then retry it."""
         if current.status_group not in (StatusGroup.FAILURE, StatusGroup.CANCELLED):
             raise BuddyApiError(
                 f"{describe_execution(current)} cannot be retried: its status is {current.status} "
@@ -512,12 +534,7 @@ class BuddyRetryExecutionOperator(_WaitingOperator):
             )
         execution = self.hook.retry_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
         self.log.info("Retried %s (%s)", describe_execution(execution), execution.status)
-        self._started(context, execution)
-        if not self.wait_for_completion:
-            return execution.id
-        summary = self._wait(context, pipeline_id, execution)
-        context["ti"].xcom_push(key="summary", value=summary)
-        return execution.id
+        return execution
 
 
 class BuddyCancelExecutionOperator(BuddyBaseOperator):
@@ -556,7 +573,7 @@ class BuddyCancelExecutionOperator(BuddyBaseOperator):
         return execution_summary(execution)
 
 
-class BuddyRunScheduledExecutionOperator(_WaitingOperator):
+class BuddyRunScheduledExecutionOperator(_ExistingExecutionOperator):
     """
     Starts a run that was scheduled with ``delay_until`` now (``RUN_DELAYED``,
     https://buddy.works/docs/api/runs/update/run-scheduled-execution), and optionally waits for it. A run that already
@@ -566,20 +583,8 @@ class BuddyRunScheduledExecutionOperator(_WaitingOperator):
         works).
     """
 
-    template_fields: Sequence[str] = ("project_name", "pipeline_id", "workspace", "execution_id", "approval_variables")
-    argument_checks: ClassVar[Mapping[str, Check]] = {**_WaitingOperator.argument_checks, "execution_id": positive_int}
-
-    def __init__(self, *, execution_id: int | str, wait_for_completion: bool = False, **kwargs: Any) -> None:
-        super().__init__(wait_for_completion=wait_for_completion, **kwargs)
-        self.execution_id = execution_id
-        self.check_given_arguments("execution_id")
-
-    def execute(self, context: Context) -> Any:
-        """Start the scheduled run now unless it started already, record it, then wait if asked."""
-        self.check_arguments()  # rendered and resolved values fail now, before anything is sent
-        pipeline_id = self.resolve_pipeline_id()
-        execution_id = positive_int(self.execution_id, "execution_id")
-        current = self.hook.get_execution(self.project_name, pipeline_id, execution_id, workspace=self.workspace)
+    def act_on(self, pipeline_id: int, execution_id: int, current: Execution) -> Execution:
+        """Start the scheduled run now unless it started already."""
         if current.is_finished:
             raise BuddyApiError(f"{describe_execution(current)} has already ended ({current.status}); there is nothing to start")
         execution = current
@@ -598,12 +603,7 @@ class BuddyRunScheduledExecutionOperator(_WaitingOperator):
             else:
                 due = f", scheduled for {current.delay_until.isoformat()}" if current.delay_until is not None else ""
                 self.log.info("Started %s now (RUN_DELAYED%s): %s", describe_execution(execution), due, execution.status)
-        self._started(context, execution)
-        if not self.wait_for_completion:
-            return execution.id
-        summary = self._wait(context, pipeline_id, execution)
-        context["ti"].xcom_push(key="summary", value=summary)
-        return execution.id
+        return execution
 
 
 class BuddyApproveExecutionOperator(BuddyBaseOperator):

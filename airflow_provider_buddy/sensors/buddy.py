@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -15,6 +14,7 @@ from airflow_provider_buddy.utils.arguments import (
     Check,
     check_bool,
     default_deferrable,
+    non_negative_int,
     positive_int,
     resolved_later,
 )
@@ -23,7 +23,7 @@ from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTar
 from airflow_provider_buddy.utils.buddy_task_waiting import BuddyWaitingMixin, resumed_pipeline_id, wait_error
 from airflow_provider_buddy.utils.buddy_variables import approval_variables_of, check_variables, mask_variables
 from airflow_provider_buddy.utils.buddy_waiting import DEFAULT_LOG_TAIL
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, sensor_start_trigger_args, startable_in_triggerer
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
 from airflow_provider_buddy.utils.waiting import ApprovalPolicy
 
@@ -99,9 +99,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
         self.on_approval = ApprovalPolicy.parse(on_approval).value
         self.approval_variables = approval_variables
         self.skipped_is_success = skipped_is_success
-        if isinstance(log_tail_lines, bool) or not isinstance(log_tail_lines, int) or log_tail_lines < 0:
-            raise ValueError(f"log_tail_lines must be a whole number >= 0, got {log_tail_lines!r}")
-        self.log_tail_lines = log_tail_lines
+        self.log_tail_lines = non_negative_int(log_tail_lines, "log_tail_lines")
         self.cancel_on_kill = False
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         check_bool(skipped_is_success, "skipped_is_success")
@@ -116,13 +114,11 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
             self.start_trigger_args = self._start_in_triggerer()
 
     def _start_in_triggerer(self) -> StartTriggerArgs:
-        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
-        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
-        from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
-
-        return StartTriggerArgs(
-            trigger_cls="airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",
-            trigger_kwargs={
+        """Start the wait on the execution in the triggerer (:func:`~airflow_provider_buddy.utils.deferral.sensor_start_trigger_args`)."""
+        return sensor_start_trigger_args(
+            self,
+            "airflow_provider_buddy.triggers.buddy.BuddyExecutionTrigger",
+            {
                 "buddy_conn_id": self.buddy_conn_id,
                 "project_name": self.project_name,
                 "pipeline_id": self.pipeline_id,
@@ -133,11 +129,7 @@ class BuddyExecutionSensor(BuddyTargetMixin, BuddyWaitingMixin, BaseSensorOperat
                 "approval_variables": self.approval_variables,
                 "skipped_is_success": self.skipped_is_success,
                 "log_tail": self.log_tail_lines,
-                "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],
             },
-            next_method="execute_complete",
-            next_kwargs=None,
-            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
         )
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:

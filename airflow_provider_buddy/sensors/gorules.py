@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,7 +13,7 @@ from airflow_provider_buddy.hooks.gorules import GoRulesHook
 from airflow_provider_buddy.links import GoRulesRunLink
 from airflow_provider_buddy.utils.arguments import ArgumentChecks, Check, check_bool, default_deferrable, non_empty
 from airflow_provider_buddy.utils.backoff import look_or_wait_out
-from airflow_provider_buddy.utils.deferral import ended_in_triggerer, startable_in_triggerer, trigger_ending
+from airflow_provider_buddy.utils.deferral import ended_in_triggerer, sensor_start_trigger_args, startable_in_triggerer
 from airflow_provider_buddy.utils.gorules_task_waiting import GoRulesWaitingMixin, run_wait_error
 from airflow_provider_buddy.utils.gorules_waiting import gorules_policy
 from airflow_provider_buddy.utils.sensor_timeout import raise_if_timed_out
@@ -87,23 +86,17 @@ class GoRulesRunSensor(GoRulesWaitingMixin, ArgumentChecks, BaseSensorOperator):
             self.start_trigger_args = self._start_in_triggerer()
 
     def _start_in_triggerer(self) -> StartTriggerArgs:
-        """Airflow 3.2+ starts the wait straight in the triggerer (no worker slot at all); its templates are rendered
-        there. Airflow 3.1 ignores this and runs :meth:`execute`, which defers."""
-        from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
-
-        return StartTriggerArgs(
-            trigger_cls="airflow_provider_buddy.triggers.gorules.GoRulesRunTrigger",
-            trigger_kwargs={
+        """Start the wait on the run in the triggerer (:func:`~airflow_provider_buddy.utils.deferral.sensor_start_trigger_args`)."""
+        return sensor_start_trigger_args(
+            self,
+            "airflow_provider_buddy.triggers.gorules.GoRulesRunTrigger",
+            {
                 "gorules_conn_id": self.gorules_conn_id,
                 "project_id": self.project_id,
                 "run_id": self.run_id,
                 "poll_interval": float(self.poke_interval),
                 "on_approval": self.on_approval,
-                "end_in_triggerer": trigger_ending(self, returns=self.wait_returns)["end_in_triggerer"],
             },
-            next_method="execute_complete",
-            next_kwargs=None,
-            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
         )
 
     @cached_property

@@ -26,16 +26,25 @@ def _resolvable(value: Any) -> bool:
     return not isinstance(value, (str, bytes, os.PathLike)) and callable(getattr(value, "resolve", None))
 
 
-def _holds_resolvable(value: Any, depth: int = 0) -> bool:
-    if _resolvable(value):
+def _any_within(value: Any, test: Callable[[Any], bool], depth: int = 0) -> bool:
+    """True when ``test`` holds for ``value`` or for anything inside it (lists, tuples, sets, dict values; 8 levels deep)."""
+    if test(value):
         return True
     if depth > 8:
         return False
     if isinstance(value, dict):
-        return any(_holds_resolvable(item, depth + 1) for item in value.values())
+        return any(_any_within(item, test, depth + 1) for item in value.values())
     if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_holds_resolvable(item, depth + 1) for item in value)
+        return any(_any_within(item, test, depth + 1) for item in value)
     return False
+
+
+def _holds_resolvable(value: Any) -> bool:
+    return _any_within(value, _resolvable)
+
+
+def _xcom_template(value: Any) -> bool:
+    return isinstance(value, str) and is_template(value) and "xcom" in value.lower()
 
 
 def resolved_later(value: Any) -> bool:
@@ -54,17 +63,7 @@ def pulls_xcom(value: Any, depth: int = 0) -> bool:
     resolves when rendering (an ``XComArg``, a ``@dag`` parameter, a mapped task group's argument), or a Jinja template
     that mentions ``xcom``; also inside a list or dict (Airflow renders and resolves those item by item).
     """
-    if _resolvable(value):
-        return True
-    if isinstance(value, str):
-        return is_template(value) and "xcom" in value.lower()
-    if depth > 8:
-        return False
-    if isinstance(value, dict):
-        return any(pulls_xcom(item, depth + 1) for item in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(pulls_xcom(item, depth + 1) for item in value)
-    return False
+    return _any_within(value, lambda item: _resolvable(item) or _xcom_template(item), depth)
 
 
 def optional(check: Check) -> Check:
@@ -110,6 +109,13 @@ def positive_int(value: Any, parameter: str) -> int:
     if number <= 0:
         raise ValueError(f"{parameter} must be a positive whole number, got {value!r}")
     return number
+
+
+def non_negative_int(value: Any, parameter: str) -> int:
+    """``value`` as a whole number >= 0 (an int, not a bool), or a ValueError naming ``parameter``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{parameter} must be a whole number >= 0, got {value!r}")
+    return value
 
 
 def check_positive_int(value: Any, parameter: str) -> None:

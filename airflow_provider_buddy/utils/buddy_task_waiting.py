@@ -145,7 +145,7 @@ class BuddyWaitingMixin:
         subject = f"Buddy execution {execution_id}"
         payload = wait_in_worker(self.log, lambda: self.poll_once(pipeline_id, execution_id, approved), subject, poll_interval, deadline)
         if payload is None:
-            timeout = Decision.finish(EventStatus.TIMEOUT, f"Gave up waiting on {subject}: the deadline passed")
+            timeout = Decision.deadline_passed(subject)
             payload = event_payload(None, timeout, execution_id=execution_id)
         return self.finish_wait(payload)
 

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_buddy.utils.settings import END_IN_TRIGGERER, RESUME_HOLD, read_bool, read_float
 from airflow_provider_buddy.utils.waiting import EndInTriggerer
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
 
 def trigger_ending(task: Any, *, returns: str, may_end_in_triggerer: bool = True) -> dict[str, Any]:
@@ -28,6 +33,27 @@ def trigger_ending(task: Any, *, returns: str, may_end_in_triggerer: bool = True
     if may_end_in_triggerer and read_bool(END_IN_TRIGGERER) and not task.on_success_callback and not task.outlets:
         end = EndInTriggerer(returns=returns, push_return_value=bool(task.do_xcom_push))
     return {"resume_not_before": time.time() + read_float(RESUME_HOLD), "end_in_triggerer": end}
+
+
+def sensor_start_trigger_args(sensor: Any, trigger_cls: str, trigger_kwargs: Mapping[str, Any]) -> StartTriggerArgs:
+    """
+    How Airflow 3.2+ starts a sensor's wait straight in the triggerer (no worker slot at all; its templates are
+    rendered there): ``trigger_cls`` with ``trigger_kwargs`` and how the wait ends (:func:`trigger_ending`, the task
+    returning its ``wait_returns``), resuming in ``execute_complete``, within the sensor's ``timeout``. Airflow 3.1
+    ignores it and runs the sensor's ``execute``, which defers.
+    """
+    from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
+
+    return StartTriggerArgs(
+        trigger_cls=trigger_cls,
+        trigger_kwargs={
+            **trigger_kwargs,
+            "end_in_triggerer": trigger_ending(sensor, returns=sensor.wait_returns)["end_in_triggerer"],
+        },
+        next_method="execute_complete",
+        next_kwargs=None,
+        timeout=timedelta(seconds=float(sensor.timeout)) if sensor.timeout else None,
+    )
 
 
 def ended_in_triggerer(event: Any) -> bool:

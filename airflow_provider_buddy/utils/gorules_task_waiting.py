@@ -84,7 +84,7 @@ class GoRulesWaitingMixin:
         subject = f"GoRules run {run_id}"
         payload = wait_in_worker(self.log, lambda: self.poll_once(project_id, run_id), subject, poll_interval, deadline)
         if payload is None:
-            timeout = Decision.finish(EventStatus.TIMEOUT, f"Gave up waiting on {subject}: the deadline passed")
+            timeout = Decision.deadline_passed(subject)
             payload = run_event_payload(None, timeout, run_id=run_id, project_id=project_id)
         return self.finish_wait(payload)
 

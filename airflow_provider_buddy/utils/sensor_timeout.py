@@ -13,10 +13,9 @@ def sensor_timeout(message: str) -> Exception:
     Airflow's ``AirflowSensorTimeout``: the task fails without being retried (with ``soft_fail=True`` it is skipped),
     as a poking sensor's timeout already does through ``BaseSensorOperator``.
     """
-    try:
-        from airflow.sdk.exceptions import AirflowSensorTimeout  # Airflow 3.2+
-    except ImportError:  # pragma: no cover - Airflow 3.1
-        from airflow.exceptions import AirflowSensorTimeout  # type: ignore[attr-defined,no-redef,unused-ignore]
+    # airflow.sdk.exceptions on Airflow 3.2+, airflow.exceptions on 3.1: the same object through common.compat
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
     return AirflowSensorTimeout(message)
 
 

@@ -91,6 +91,11 @@ class Decision:
         """End the wait with ``status``."""
         return cls(Step.FINISH, status, message)
 
+    @classmethod
+    def deadline_passed(cls, subject: str) -> Decision:
+        """End a wait in the worker whose deadline passed (``TIMEOUT``)."""
+        return cls.finish(EventStatus.TIMEOUT, f"Gave up waiting on {subject}: the deadline passed")
+
 
 class WaitEvent(TypedDict, total=False):
     """The keys every wait's event carries, whatever the service (each service's event adds its own)."""

@@ -10,8 +10,8 @@ import pytest
 
 def test_the_standard_trigger_is_swapped_for_the_held_one() -> None:
     """Airflow 3.1/3.2 defer the standard gate to HITLTrigger: ours waits in HeldHITLTrigger, held by the setting."""
+    from airflow.providers.common.compat.sdk import TaskDeferred  # airflow.exceptions on 3.1, airflow.sdk.exceptions on 3.2+
     from airflow.providers.standard.triggers.hitl import HITLTrigger
-    from airflow.sdk.exceptions import TaskDeferred
 
     from airflow_provider_buddy.operators.hitl import HeldHITLBranchOperator
     from airflow_provider_buddy.triggers.hitl import HeldHITLTrigger

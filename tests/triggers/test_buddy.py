@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_buddy.testing import BuddyEmulator, Fault
 from airflow_provider_buddy.triggers._poller import SharedPoller
 from airflow_provider_buddy.triggers.buddy import BuddyExecutionTrigger
+from tests.airflow_support import requires_triggerer_xcom_store
 from tests.conftest import TOKEN, LogCapture
 from tests.triggers.conftest import TriggererXComs, in_triggerer
 
@@ -364,6 +365,7 @@ async def raw_event(trig: BuddyExecutionTrigger, timeout: float = 15.0) -> Any:
     return await asyncio.wait_for(run(), timeout)
 
 
+@requires_triggerer_xcom_store()
 @pytest.mark.parametrize(
     ("returns", "push", "expected_keys"),
     [("id", True, {"return_value", "summary"}), ("summary", True, {"return_value"}), ("id", False, {"summary"})],
@@ -400,6 +402,7 @@ async def test_a_good_end_the_triggerer_cannot_store_resumes_a_worker(emulator: 
     assert event.payload["status"] == "success" and event.payload["execution_id"] == run["id"]
 
 
+@requires_triggerer_xcom_store()
 async def test_a_gate_that_ends_the_wait_ends_the_task_in_the_triggerer_too(
     emulator: BuddyEmulator, triggerer_xcoms: TriggererXComs
 ) -> None:
@@ -433,6 +436,7 @@ def test_how_the_wait_ends_survives_serialization() -> None:
     assert rebuilt.end_in_triggerer == end and rebuilt.resume_not_before == 123.5
 
 
+@requires_triggerer_xcom_store()
 async def test_a_task_started_in_the_triggerer_hands_its_arguments_that_run_resolves(
     emulator: BuddyEmulator, triggerer_xcoms: TriggererXComs
 ) -> None:
