@@ -77,7 +77,9 @@ VENV31 := tmp/venv-airflow31
 PY31 := $(VENV31)/bin/python
 STAMP31 := $(VENV31)/.installed
 AIRFLOW31_TESTS := tests/hooks/test_buddy.py tests/hooks/test_gorules.py tests/hooks/test_connection_forms.py \
-	tests/triggers/test_buddy.py tests/triggers/test_gorules.py tests/operators/test_approval.py \
+	tests/triggers/test_buddy.py tests/triggers/test_gorules.py \
+	tests/operators/test_approval.py::test_approve_in_airflow_applies_in_buddy_once \
+	tests/operators/test_approval.py::test_variables_prompt_becomes_a_form_answered_with_apply_variables \
 	tests/operators/test_buddy.py::test_run_waits_and_records_everything \
 	tests/operators/test_buddy.py::test_retry_reattaches_instead_of_starting_a_second_run \
 	tests/operators/test_buddy.py::test_execution_timeout_cancels_the_run \
@@ -96,7 +98,6 @@ AIRFLOW31_TESTS := tests/hooks/test_buddy.py tests/hooks/test_gorules.py tests/h
 	tests/sensors/test_buddy.py::test_timeout_fails_without_a_retry_as_airflow_sensors_do \
 	tests/sensors/test_buddy.py::test_a_deferrable_sensor_starts_in_the_triggerer_as_airflow_serializes_it \
 	tests/sensors/test_gorules.py::test_completed_run_returns_its_summary \
-	tests/sensors/test_gorules.py::test_on_approval_wait_waits_for_the_reviewer \
 	tests/example_dags/test_buddy_examples.py::test_release_approved \
 	tests/example_dags/test_gorules_release.py::test_release_gate \
 	tests/compat tests/test_get_provider_info.py
