@@ -248,7 +248,7 @@ class PollingTrigger(BaseTrigger):
         if end is None or event.get("status") not in ENDS_WELL:
             return None
         summary = self.summary(event)
-        xcoms: dict[str, Any] = self.link_xcoms(event)
+        xcoms: dict[str, Any] = self.link_xcoms(event) if end.get("started_in_triggerer", True) else {}  # else stored at start
         if end["returns"] == "summary":
             return {**xcoms, "return_value": summary} if end["push_return_value"] else xcoms
         xcoms["summary"] = summary
@@ -276,10 +276,12 @@ class PollingTrigger(BaseTrigger):
                 poller.forget(self.read_key)
         event: dict[str, Any] = {**self.resume_fields(), **payload}
         xcoms = self.task_end_xcoms(event)
-        if xcoms is not None and await store_task_xcoms(self, xcoms):
-            self.log.info("%s; the task ends here, in the triggerer", event.get("message") or f"{self.subject} ended well")
-            yield TaskSuccessEvent()
-            return
+        if xcoms is not None and self.end_in_triggerer is not None:
+            read = self.end_in_triggerer.get("read_downstream", True)
+            if not read or await store_task_xcoms(self, xcoms):
+                self.log.info("%s; the task ends here, in the triggerer", event.get("message") or f"{self.subject} ended well")
+                yield TaskSuccessEvent(xcoms=None if read else xcoms)
+                return
         await hold_until(self.log, self.resume_not_before)
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 

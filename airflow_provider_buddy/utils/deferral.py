@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from airflow.triggers.base import StartTriggerArgs  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
 
-def trigger_ending(task: Any, *, returns: str, may_end_in_triggerer: bool = True) -> dict[str, Any]:
+def trigger_ending(task: Any, *, returns: str, may_end_in_triggerer: bool = True, started_in_triggerer: bool = False) -> dict[str, Any]:
     """
     The trigger kwargs saying how the wait ends: a good end ends the task in the triggerer (unless the task has an
     ``on_success_callback`` or ``outlets``, which Airflow only handles on a worker, or ``[buddy] end_in_triggerer``
@@ -28,10 +28,17 @@ def trigger_ending(task: Any, *, returns: str, may_end_in_triggerer: bool = True
     :param task: the deferring operator or sensor.
     :param returns: ``"id"`` or ``"summary"``: what the task returns (see :class:`EndInTriggerer`).
     :param may_end_in_triggerer: False when the worker must see the event whatever it is.
+    :param started_in_triggerer: the wait starts in the triggerer (``start_from_trigger``): the task's links are stored
+        with its end, and its downstream tasks (not known yet when the DAG is being built) are taken to read it.
     """
     end: EndInTriggerer | None = None
     if may_end_in_triggerer and read_bool(END_IN_TRIGGERER) and not task.on_success_callback and not task.outlets:
-        end = EndInTriggerer(returns=returns, push_return_value=bool(task.do_xcom_push))
+        end = EndInTriggerer(
+            returns=returns,
+            push_return_value=bool(task.do_xcom_push),
+            started_in_triggerer=started_in_triggerer,
+            read_downstream=started_in_triggerer or bool(getattr(task, "downstream_task_ids", True)),
+        )
     return {"resume_not_before": time.time() + read_float(RESUME_HOLD), "end_in_triggerer": end}
 
 
@@ -48,7 +55,7 @@ def sensor_start_trigger_args(sensor: Any, trigger_cls: str, trigger_kwargs: Map
         trigger_cls=trigger_cls,
         trigger_kwargs={
             **trigger_kwargs,
-            "end_in_triggerer": trigger_ending(sensor, returns=sensor.wait_returns)["end_in_triggerer"],
+            "end_in_triggerer": trigger_ending(sensor, returns=sensor.wait_returns, started_in_triggerer=True)["end_in_triggerer"],
         },
         next_method="execute_complete",
         next_kwargs=None,

@@ -111,13 +111,23 @@ class WaitEvent(TypedDict, total=False):
     """An ``ErrorKind`` value on an ``error`` event."""
 
 
-class EndInTriggerer(TypedDict):
+class _EndInTriggererChoices(TypedDict, total=False):
+    started_in_triggerer: bool
+    read_downstream: bool
+
+
+class EndInTriggerer(_EndInTriggererChoices):
     """
     How a wait that ends well ends its task in the triggerer, without a worker: which value the task returns.
 
     :param returns: ``"id"`` (an operator: it returns the execution or run id, and its summary goes to XCom
         ``summary``) or ``"summary"`` (a sensor: it returns the summary).
     :param push_return_value: whether the return value is pushed to XCom (the task's ``do_xcom_push``).
+    :param started_in_triggerer: the task never ran on a worker (``start_from_trigger``), so its extra link is stored
+        with its end too (absent: True).
+    :param read_downstream: the task has downstream tasks, which may read its XComs (absent: True). Only then are
+        they stored through the Task SDK, one call each; a task nobody reads hands them to Airflow with its end event
+        (stored JSON-encoded once more, which the UI and the REST API decode, a downstream task would not).
     """
 
     returns: str

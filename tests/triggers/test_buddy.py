@@ -391,6 +391,36 @@ async def test_a_good_end_ends_the_task_in_the_triggerer(
         assert xcoms["return_value"] == run["id"]
 
 
+async def test_a_task_nobody_downstream_reads_hands_its_xcoms_to_airflow_with_its_end(
+    emulator: BuddyEmulator, triggerer_xcoms: TriggererXComs
+) -> None:
+    """No downstream task (so no reader but the UI and REST API, which decode Airflow's own encoding): the XComs go
+    with the end event, one message instead of one per XCom; a task that started on a worker stored its link then."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    run = emulator.start_execution("web", 1)
+    end = {"returns": "id", "push_return_value": True, "started_in_triggerer": False, "read_downstream": False}
+    event = await raw_event(in_triggerer(trigger(run["id"], end_in_triggerer=end)))
+    assert isinstance(event, TaskSuccessEvent) and triggerer_xcoms.sent == []
+    assert set(event.xcoms or {}) == {"return_value", "summary"} and (event.xcoms or {})["return_value"] == run["id"]
+
+
+def test_how_a_task_ends_follows_its_downstream_tasks_and_where_it_started() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_buddy.operators.buddy import BuddyRunPipelineOperator
+    from airflow_provider_buddy.utils.deferral import trigger_ending
+
+    with DAG(dag_id="ends", schedule=None):
+        alone = BuddyRunPipelineOperator(task_id="alone", project_name="web", pipeline_id=1, deferrable=True)
+        first = BuddyRunPipelineOperator(task_id="first", project_name="web", pipeline_id=1, deferrable=True)
+        first >> BuddyRunPipelineOperator(task_id="then", project_name="web", pipeline_id=1, deferrable=True)
+    ends = {task.task_id: trigger_ending(task, returns="id")["end_in_triggerer"] for task in (alone, first)}
+    assert ends["alone"]["read_downstream"] is False and ends["first"]["read_downstream"] is True
+    assert ends["alone"]["started_in_triggerer"] is False
+    assert trigger_ending(alone, returns="id", started_in_triggerer=True)["end_in_triggerer"]["read_downstream"] is True
+
+
 async def test_a_good_end_the_triggerer_cannot_store_resumes_a_worker(emulator: BuddyEmulator) -> None:
     """Where the trigger cannot store the task's XComs itself (no task instance here, an Airflow whose triggerer takes
     none), the task is not ended without them: a worker resumes it with the event and pushes them."""
