@@ -77,7 +77,9 @@ def test_examples_with_human_answers(e2e: E2E) -> None:
     result = _finish(e2e, scenario, timeout=420)
     _assert_clean(result)
     states = result.task_states
-    assert states[f"human_release_approve_{tag}"] == dict.fromkeys(("clear_cache", "build", "staging", "approve", "production"), "success")
+    assert states[f"human_release_approve_{tag}"] == dict.fromkeys(
+        ("clear_cache", "build", "deploy_vars", "staging", "approve", "production"), "success"
+    )
     assert states[f"human_release_reject_{tag}"]["production"] == "skipped"
     assert states[f"human_pass_approve_{tag}"]["publish"] == "success"
     assert states[f"human_pass_reject_{tag}"]["publish"] == "skipped"
