@@ -126,10 +126,12 @@ def test_gorules_release(e2e: E2E) -> None:
     wait_until(reviewer, "the promoted run reviewed in the BRMS", 300, interval=1.0, alive=e2e.deployment.check_alive)
     result = _finish(e2e, scenario, timeout=300)
     assert api.task_states("gorules_release", promote) == {
-        "deploy_to_staging": "success", "gate": "success", "wait_for_rollout": "success", "cancel_rollout": "skipped"
+        "deploy_to_staging": "success", "gate_text": "success", "gate": "success", "wait_for_rollout": "success",
+        "cancel_rollout": "skipped",
     }  # fmt: skip
     assert api.task_states("gorules_release", reject) == {
-        "deploy_to_staging": "success", "gate": "success", "wait_for_rollout": "skipped", "cancel_rollout": "success"
+        "deploy_to_staging": "success", "gate_text": "success", "gate": "success", "wait_for_rollout": "skipped",
+        "cancel_rollout": "success",
     }  # fmt: skip
     runs = {r["id"]: r for r in emulator.gorules_runs(GORULES["project_id"]) if r["id"] not in before}
     by_dag_run = {run_id: [r for r in runs.values() if run_id in str(r)] for run_id in (promote, reject)}
