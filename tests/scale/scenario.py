@@ -160,6 +160,8 @@ class ScaleResult:
     cancels_missing: int = 0
     cancels_unwanted: int = 0
     double_reads: int = 0  # one triggerer reading one running execution twice within half an interval, not acting on it
+    # (reported, not a problem: within the issue's bound, counted by reads_over_bound, it is a wasted read — seen while
+    # a triggerer starts hundreds of triggers at once; the shared poller dates a read from its poll's start)
     act_reads: int = 0  # the same, around an approval or cancel it sent (reading the result of its own change)
     stall_reads: int = 0  # the same, right after that triggerer's event loop was blocked (its reads' ages jumped)
     end_of_wait_rereads: int = 0  # the same, once the execution had ended: waiters of one execution ending one by one
@@ -207,7 +209,6 @@ class ScaleResult:
             "cancels_twice",
             "cancels_missing",
             "cancels_unwanted",
-            "double_reads",
             "reads_over_bound",
         ):
             if getattr(self, name):
