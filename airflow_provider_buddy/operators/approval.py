@@ -18,17 +18,15 @@ the gate waits as Airflow's own does.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.providers.standard.triggers.hitl import HITLTrigger
 
 from airflow_provider_buddy.exceptions import BuddyApiError
 from airflow_provider_buddy.links import EXECUTION_ID_KEY, BuddyExecutionLink
 from airflow_provider_buddy.models.status import WaitKind
-from airflow_provider_buddy.operators.hitl import GATE_RETRIES, GATE_RETRY_DELAY, awaiting_input, hitl_kwargs, under_dag_test
+from airflow_provider_buddy.operators.hitl import GATE_RETRIES, GATE_RETRY_DELAY, HeldGate, hitl_kwargs
 from airflow_provider_buddy.utils.arguments import BUDDY_DEFAULT_CONN_ID, Check, positive_int
 from airflow_provider_buddy.utils.buddy_gate import (
     DECISION_KEY,
@@ -42,10 +40,10 @@ from airflow_provider_buddy.utils.buddy_target import EXECUTION_CHECKS, BuddyTar
 from airflow_provider_buddy.utils.buddy_waiting import describe_execution
 from airflow_provider_buddy.utils.deferral import ended_in_triggerer
 from airflow_provider_buddy.utils.reattach import first_try_of_generation, try_number_of
-from airflow_provider_buddy.utils.settings import RESUME_HOLD, read_float
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.triggers.base import BaseTrigger  # no airflow.sdk / common.compat alias in Airflow 3.1-3.3
 
     from airflow_provider_buddy.models.buddy import Execution
 
@@ -54,7 +52,7 @@ __all__ = ["DECISION_KEY", "BuddyApprovalOperator"]
 _SUBJECT_PLACEHOLDER = "Buddy approval"
 
 
-class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
+class BuddyApprovalOperator(BuddyTargetMixin, HeldGate, ApprovalOperator):
     """
     Asks a person in Airflow to approve or reject a Buddy execution that waits for approval (or for
     variables, shown as a form pre-filled from the waiting action's variables).
@@ -132,7 +130,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             if execution.waits_for is not None:
                 self._prepare_request(execution, execution.waits_for)
             self._asked = asked_action(context, generation)
-            self._defer_to_gate_trigger(HITLTrigger(**hitl_kwargs(self, context)), mode="recorded")
+            self._defer_held(hitl_kwargs(self, context), mode="recorded")
         return self._ask_if_waiting(context, execution, generation)
 
     def _ask_if_waiting(self, context: Context, execution: Execution, generation: int) -> Any:
@@ -150,6 +148,7 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         remember_asked(context, generation, execution)
         waiting = execution.waiting_action
         self._asked = waiting.action_execution_id if waiting is not None else None
+        self.log.info("Asking in Airflow: %s", self.subject)
         return self._ask(context)
 
     def _prepare_request(self, execution: Execution, kind: WaitKind) -> None:
@@ -161,30 +160,18 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
         if kind is WaitKind.VARIABLES and waiting is not None:
             self.params = _variables_form(waiting)
 
-    def _ask(self, context: Context) -> Any:
-        self.log.info("Asking in Airflow: %s", self.subject)
-        try:
-            return super().execute(context)  # 3.1/3.2: the standard gate defers (see defer below)
-        except BaseException as exc:  # Airflow 3.3's TaskAwaitingInput, like TaskDeferred, is a BaseException
-            if not awaiting_input(exc) or under_dag_test(context):
-                raise
-        # Airflow 3.3 parks the task awaiting input; an answer given while it parks can leave it parked for good (seen in
-        # real deployments). The gate's trigger waits instead: it also finds an answer given before it started.
-        self.defer(trigger=HITLTrigger(**hitl_kwargs(self, context, timeout=self.response_timeout)), method_name="execute_complete")
+    def holds_gate(self) -> bool:
+        """The standard trigger is swapped for the gate's once the execution is known (always, after ``execute``)."""
+        return self._gate is not None
 
-    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None, timeout: Any = None) -> NoReturn:
-        """Airflow 3.1/3.2: the standard gate waits for the answer in the triggerer; ours applies it there as well."""
-        if isinstance(trigger, HITLTrigger) and self._gate is not None:
-            self._defer_to_gate_trigger(trigger, mode="wait", timeout=timeout)
-        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
-
-    def _defer_to_gate_trigger(self, hitl: HITLTrigger, *, mode: str, timeout: Any = None) -> NoReturn:
+    def gate_trigger(self, hitl: dict[str, Any], mode: str, resume_not_before: float) -> BaseTrigger:
+        """:class:`~airflow_provider_buddy.triggers.approval.BuddyApprovalTrigger`: the answer, applied in Buddy there."""
         from airflow_provider_buddy.triggers.approval import BuddyApprovalTrigger
 
         assert self._gate is not None
         pipeline_id, execution_id = self._gate
-        trigger = BuddyApprovalTrigger(
-            hitl=hitl.serialize()[1],
+        return BuddyApprovalTrigger(
+            hitl=hitl,
             buddy_conn_id=self.buddy_conn_id,
             project_name=self.project_name,
             pipeline_id=pipeline_id,
@@ -192,9 +179,8 @@ class BuddyApprovalOperator(BuddyTargetMixin, ApprovalOperator):
             workspace=self.workspace,
             mode=mode,
             asked_action_execution_id=self._asked,
-            resume_not_before=time.time() + read_float(RESUME_HOLD),
+            resume_not_before=resume_not_before,
         )
-        super().defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
     # ---- the answer --------------------------------------------------------------------------------
     def execute_complete(self, context: Context, event: Any) -> Any:
